@@ -1,0 +1,411 @@
+#!/usr/bin/env bash
+#
+# The one entry point: deps, build, migrate, run, stop, test, bench.
+#
+#   ./build.sh run      the whole API on http://127.0.0.1:8080
+#   ./build.sh test     the whole test suite (--memcheck: under valgrind)
+#
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BUILD=$ROOT/build
+RUN=$ROOT/.run
+NGX_SRC=/usr/share/nginx/src
+NGINX=/usr/sbin/nginx
+PGBIN=/usr/lib/postgresql/15/bin
+
+# load order: core first, the others resolve its symbols
+MODULES=(core gateway users posts chat)
+
+RUN_HTTP_PORT=${SOCIAL_HTTP_PORT:-8080}
+RUN_PG_PORT=${SOCIAL_PG_PORT:-15432}
+RUN_REDIS_PORT=${SOCIAL_REDIS_PORT:-16379}
+
+TEST_PG_PORT=${TEST_NGINX_PG_PORT:-25432}
+TEST_REDIS_PORT=${TEST_NGINX_REDIS_PORT:-26379}
+
+PACKAGES=(nginx nginx-dev libpq-dev libhiredis-dev libjansson-dev libssl-dev
+          pkg-config make gcc postgresql postgresql-client redis-server
+          libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
+          libhttp-message-perl liburi-perl libtext-diff-perl libipc-run-perl
+          valgrind wrk)
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    cat <<EOF
+usage: ./build.sh COMMAND [ARGS]
+
+  deps              install what is missing (apt-get)
+  build             compile the modules into build/ (incremental)
+  migrate           apply schema migrations to the database of 'run'
+  run               start PostgreSQL, Redis and nginx under .run/,
+                    print the URL (safe to re-run: restarts nginx)
+  stop              stop what 'run' started
+  test [--memcheck] [t/FILE.t ...]
+                    the test suite against a throw-away PostgreSQL
+                    and Redis; --memcheck runs nginx under valgrind
+EOF
+}
+
+# ---------------------------------------------------------------- deps
+
+cmd_deps() {
+    local missing=() p
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
+            | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    [ "$(id -u)" -eq 0 ] || die "missing packages (${missing[*]}); run as root"
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# --------------------------------------------------------------- build
+
+# the service modules, then the test suite's own (t/ngx_social_test_*)
+module_dirs() {
+    local m
+    for m in "${MODULES[@]}"; do printf '%s\n' "$ROOT/ngx_social_$m"; done
+    for m in "$ROOT"/t/ngx_social_test_*/; do
+        if [ -f "$m/config" ]; then printf '%s\n' "${m%/}"; fi
+    done
+}
+
+test_sos() {
+    local m
+    for m in "$ROOT"/t/ngx_social_test_*/; do
+        if [ -f "$m/config" ]; then
+            printf '%s\n' "$BUILD/$(basename "$m")_module.so"
+        fi
+    done
+}
+
+module_sos() {
+    local m
+    for m in "${MODULES[@]}"; do
+        printf '%s\n' "$BUILD/ngx_social_${m}_module.so"
+    done
+}
+
+cmd_build() {
+    local dir args=() stale=0
+    [ -f "$NGX_SRC/configure" ] || die "nginx-dev is missing: ./build.sh deps"
+
+    # configure again only when the set of modules or a module's config
+    # (its source list) changed
+    if [ ! -f "$BUILD/Makefile" ] \
+        || [ "$(module_dirs)" != "$(cat "$BUILD/modules.list" 2>/dev/null)" ]
+    then
+        stale=1
+    else
+        for dir in $(module_dirs); do
+            [ "$dir/config" -nt "$BUILD/Makefile" ] && stale=1
+        done
+    fi
+
+    if [ $stale -eq 1 ]; then
+        log "configuring against $($NGINX -v 2>&1 | sed 's/.*: //')"
+        for dir in $(module_dirs); do args+=("--add-dynamic-module=$dir"); done
+        mkdir -p "$BUILD"
+        (
+            cd "$NGX_SRC"
+            # shellcheck disable=SC1091
+            . ./conf_flags
+            ./configure "${NGX_CONF_FLAGS[@]}" \
+                --with-cc-opt="-O2 -g -Wall -Wextra -Werror -fPIC" \
+                --with-ld-opt="-fPIC" \
+                "${args[@]}" --builddir="$BUILD"
+        ) >"$BUILD/configure.log" 2>&1 \
+            || { tail -n 30 "$BUILD/configure.log"; die "configure failed"; }
+        module_dirs >"$BUILD/modules.list"
+    fi
+
+    if ! make -s -j"$(nproc)" -f "$BUILD/Makefile" -C "$NGX_SRC" modules \
+        >"$BUILD/make.log" 2>&1
+    then
+        grep -v 'Entering\|Leaving' "$BUILD/make.log" >&2
+        die "build failed"
+    fi
+}
+
+# ------------------------------------------- PostgreSQL and Redis servers
+
+# PostgreSQL refuses root: the data folder belongs to the postgres user and
+# must be reachable by it; a checkout under a private home is not.
+pg_datadir() {
+    local base=$1
+    if runuser -u postgres -- test -x "$base" 2>/dev/null; then
+        printf '%s\n' "$base/pg"
+    else
+        printf '/var/lib/ngx-social/%s/pg\n' \
+            "$(printf '%s' "$base" | md5sum | cut -c1-12)"
+    fi
+}
+
+pg_start() {    # datadir port logfile [test]
+    local data=$1 port=$2 logf=$3 extra=""
+    [ "${4:-}" = test ] \
+        && extra="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    if [ ! -f "$data/PG_VERSION" ]; then
+        mkdir -p "$data"
+        chown postgres: "$data" "$(dirname "$data")"
+        chmod 700 "$data"
+        runuser -u postgres -- "$PGBIN/initdb" -D "$data" -A trust \
+            -U social -E UTF8 --locale=C.UTF-8 >/dev/null
+    fi
+    touch "$logf" && chown postgres: "$logf"
+    if runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" status >/dev/null 2>&1
+    then
+        return 0
+    fi
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" -l "$logf" -w -t 30 \
+        -o "-p $port -k $data -c listen_addresses=127.0.0.1 \
+            -c max_connections=200 $extra" start >/dev/null \
+        || { tail -n 20 "$logf"; die "PostgreSQL did not start"; }
+    psql_at "$port" postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname = 'social'" | grep -q 1 \
+        || psql_at "$port" postgres -qc "CREATE DATABASE social"
+}
+
+pg_stop() {
+    local data=$1
+    [ -f "$data/postmaster.pid" ] || return 0
+    runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" -m fast -w stop \
+        >/dev/null 2>&1 || true
+}
+
+psql_at() {     # port db args...
+    local port=$1 db=$2
+    shift 2
+    psql -X -h 127.0.0.1 -p "$port" -U social -d "$db" -v ON_ERROR_STOP=1 "$@"
+}
+
+redis_start() { # dir port persist
+    local dir=$1 port=$2 persist=$3 conf=()
+    mkdir -p "$dir"
+    chown redis: "$dir" 2>/dev/null || true
+    if [ -f "$dir/redis.pid" ] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null
+    then
+        return 0
+    fi
+    if [ "$persist" = yes ]; then
+        conf=(--appendonly yes --appendfsync everysec --save '')
+    else
+        conf=(--appendonly no --save '')
+    fi
+    runuser -u redis -- redis-server --port "$port" --bind 127.0.0.1 \
+        --dir "$dir" --daemonize yes --pidfile "$dir/redis.pid" \
+        --logfile "$dir/redis.log" "${conf[@]}" \
+        || die "Redis did not start"
+    for _ in $(seq 50); do
+        redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && return 0
+        sleep 0.1
+    done
+    die "Redis did not answer on port $port"
+}
+
+redis_stop() {
+    local dir=$1 pid
+    [ -f "$dir/redis.pid" ] || return 0
+    pid=$(cat "$dir/redis.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$dir/redis.pid"
+}
+
+# ------------------------------------------------------------- migrate
+
+# conf/migrations/NNNN_name.sql, each applied once in its own transaction
+# and recorded in schema_migrations.
+migrate_at() {  # port
+    local port=$1 f v
+    psql_at "$port" social -qc "CREATE TABLE IF NOT EXISTS schema_migrations (
+        version integer PRIMARY KEY,
+        name text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now())"
+    for f in "$ROOT"/conf/migrations/[0-9]*.sql; do
+        [ -e "$f" ] || continue
+        v=$(basename "$f" | sed 's/^0*\([0-9][0-9]*\)_.*/\1/')
+        if psql_at "$port" social -tAc \
+            "SELECT 1 FROM schema_migrations WHERE version = $v" | grep -q 1
+        then
+            continue
+        fi
+        log "migration $(basename "$f")"
+        { cat "$f"
+          printf "\nINSERT INTO schema_migrations (version, name) VALUES (%s, '%s');\n" \
+              "$v" "$(basename "$f" .sql)"
+        } | psql_at "$port" social -q -1 -f - >/dev/null
+    done
+}
+
+cmd_migrate() {
+    migrate_at "$RUN_PG_PORT"
+}
+
+# ----------------------------------------------------------------- run
+
+nginx_conf() {  # prefix port
+    local prefix=$1 so
+    {
+        for so in $(module_sos); do printf 'load_module %s;\n' "$so"; done
+        cat <<EOF
+worker_processes auto;
+pid $prefix/nginx.pid;
+error_log $prefix/logs/error.log warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log $prefix/logs/access.log;
+    client_body_temp_path $prefix/tmp/body;
+    proxy_temp_path $prefix/tmp/proxy;
+    fastcgi_temp_path $prefix/tmp/fastcgi;
+    uwsgi_temp_path $prefix/tmp/uwsgi;
+    scgi_temp_path $prefix/tmp/scgi;
+
+    include $ROOT/conf/social.conf;
+}
+EOF
+    }
+}
+
+nginx_stop() {  # pidfile
+    local pidf=$1 pid
+    [ -f "$pidf" ] || return 0
+    pid=$(cat "$pidf")
+    kill -QUIT "$pid" 2>/dev/null || { rm -f "$pidf"; return 0; }
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -TERM "$pid" 2>/dev/null || true
+    rm -f "$pidf"
+}
+
+cmd_run() {
+    local pgdata
+    cmd_deps
+    cmd_build
+    mkdir -p "$RUN/logs" "$RUN/tmp"
+    chmod 755 "$RUN"
+
+    pgdata=$(pg_datadir "$RUN")
+    pg_start "$pgdata" "$RUN_PG_PORT" "$RUN/logs/postgresql.log"
+    printf '%s\n' "$pgdata" >"$RUN/pgdata"
+    redis_start "$RUN/redis" "$RUN_REDIS_PORT" yes
+    migrate_at "$RUN_PG_PORT"
+
+    nginx_conf "$RUN" >"$RUN/nginx.conf"
+    $NGINX -q -t -c "$RUN/nginx.conf" -p "$RUN/" \
+        || die "the nginx configuration is not valid"
+    nginx_stop "$RUN/nginx.pid"
+    $NGINX -c "$RUN/nginx.conf" -p "$RUN/" || die "nginx did not start"
+
+    for _ in $(seq 50); do
+        curl -fsS "http://127.0.0.1:$RUN_HTTP_PORT/healthz" >/dev/null 2>&1 \
+            && break
+        sleep 0.1
+    done
+    log "the API is on http://127.0.0.1:$RUN_HTTP_PORT/ (./build.sh stop)"
+}
+
+cmd_stop() {
+    nginx_stop "$RUN/nginx.pid"
+    redis_stop "$RUN/redis"
+    [ -f "$RUN/pgdata" ] && pg_stop "$(cat "$RUN/pgdata")"
+    log "stopped"
+}
+
+# ---------------------------------------------------------------- test
+
+TEST_TMP=
+
+test_teardown() {
+    [ -n "$TEST_TMP" ] || return 0
+    redis_stop "$TEST_TMP/redis"
+    pg_stop "$(cat "$TEST_TMP/pgdata" 2>/dev/null || echo /nonexistent)"
+    rm -rf "$TEST_TMP"
+}
+
+cmd_test() {
+    local memcheck=0 files=() rc=0 pgdata so mods=""
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --memcheck) memcheck=1 ;;
+            -*) die "unknown test option: $1" ;;
+            *) files+=("$1") ;;
+        esac
+        shift
+    done
+    [ ${#files[@]} -gt 0 ] || files=("$ROOT"/t/*.t)
+
+    cmd_deps
+    cmd_build
+
+    TEST_TMP=$(mktemp -d /tmp/ngx-social-test.XXXXXX)
+    chmod 755 "$TEST_TMP"
+    trap test_teardown EXIT
+
+    pgdata=$TEST_TMP/pg
+    printf '%s\n' "$pgdata" >"$TEST_TMP/pgdata"
+    pg_start "$pgdata" "$TEST_PG_PORT" "$TEST_TMP/postgresql.log" test
+    redis_start "$TEST_TMP/redis" "$TEST_REDIS_PORT" no
+    migrate_at "$TEST_PG_PORT"
+
+    for so in $(module_sos) $(test_sos); do mods="$mods $so"; done
+
+    export TEST_NGINX_BINARY=$NGINX
+    export TEST_NGINX_LOAD_MODULES=${mods# }
+    export TEST_NGINX_SERVROOT=$TEST_TMP/servroot
+    export TEST_NGINX_CONF_DIR=$ROOT/conf
+    export TEST_NGINX_PG_PORT=$TEST_PG_PORT
+    export TEST_NGINX_REDIS_PORT=$TEST_REDIS_PORT
+    export TEST_NGINX_PORT=${TEST_NGINX_PORT:-1984}
+
+    if [ $memcheck -eq 1 ]; then
+        mkdir -p "$TEST_TMP/valgrind"
+        export TEST_NGINX_USE_VALGRIND=1
+        export TEST_NGINX_VALGRIND_LOGDIR=$TEST_TMP/valgrind
+        export TEST_NGINX_VALGRIND_SUPPRESS=$ROOT/t/valgrind.suppress
+        export TEST_NGINX_TIMEOUT=${TEST_NGINX_TIMEOUT:-20}
+    fi
+
+    # the upstream Test::Nginx when installed, else the runner in t/lib
+    if ! perl -MTest::Nginx::Socket -e1 2>/dev/null; then
+        export PERL5LIB=$ROOT/t/lib${PERL5LIB:+:$PERL5LIB}
+    fi
+
+    (cd "$ROOT" && prove "${files[@]}") || rc=$?
+
+    if [ $memcheck -eq 1 ]; then
+        if grep -l . "$TEST_TMP"/valgrind/*.log >/dev/null 2>&1; then
+            log "valgrind reported errors:"
+            cat "$TEST_TMP"/valgrind/*.log >&2
+            rc=1
+        else
+            log "valgrind: no errors"
+        fi
+    fi
+    return $rc
+}
+
+# ---------------------------------------------------------------- main
+
+[ $# -gt 0 ] || { usage; exit 1; }
+command=$1
+shift
+case $command in
+    deps)    cmd_deps ;;
+    build)   cmd_build ;;
+    migrate) cmd_migrate ;;
+    run)     cmd_run "$@" ;;
+    stop)    cmd_stop ;;
+    test)    cmd_test "$@" ;;
+    -h|--help|help) usage ;;
+    *)       usage; exit 1 ;;
+esac

@@ -1,0 +1,100 @@
+/*
+ * The nonblocking Redis adapter: hiredis's async API on nginx events.
+ *
+ * Per worker, one command connection pipelines every request's commands
+ * and one subscriber connection carries pub/sub.  Commands take argv form
+ * only (binary-safe); user data never becomes a format string.
+ */
+
+#ifndef _NGX_SOCIAL_REDIS_H_INCLUDED_
+#define _NGX_SOCIAL_REDIS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <hiredis/hiredis.h>
+
+
+/*
+ * reply is valid only during the call.  NULL means the command failed
+ * without an answer: timeout, connection lost, or Redis down (failing
+ * fast); a Redis error is a reply of type REDIS_REPLY_ERROR.
+ */
+typedef void (*ngx_social_redis_handler_pt)(redisReply *reply, void *data);
+
+typedef void (*ngx_social_redis_message_pt)(ngx_str_t *channel,
+    ngx_str_t *message, void *data);
+
+/* called after a reconnect re-established the subscription */
+typedef void (*ngx_social_redis_resync_pt)(void *data);
+
+
+typedef struct {
+    ngx_uint_t                  argc;
+    const char                **argv;
+    const size_t               *argvlen;
+} ngx_social_redis_argv_t;
+
+
+typedef struct {
+    ngx_str_t                   source;    /* Lua */
+    u_char                      sha1[41];  /* hex, set at registration */
+} ngx_social_redis_script_t;
+
+
+typedef struct ngx_social_redis_listener_s  ngx_social_redis_listener_t;
+
+
+typedef struct {
+    ngx_atomic_uint_t           commands;
+    ngx_atomic_uint_t           errors;
+    ngx_atomic_uint_t           timeouts;
+    ngx_atomic_uint_t           reconnects;
+    ngx_uint_t                  pending;
+    ngx_uint_t                  channels;
+    ngx_uint_t                  connected;
+} ngx_social_redis_stats_t;
+
+
+/*
+ * Sends one command.  With r, the callback is bound to the request: if r
+ * is finalized first the reply is dropped, and after the callback the
+ * request's posted requests are run.  With r NULL the command stands
+ * alone (background work).  NGX_OK: the handler will be called exactly
+ * once (possibly before this returns when Redis is down); NGX_ERROR: it
+ * will not.
+ */
+ngx_int_t ngx_social_redis_command(ngx_http_request_t *r,
+    ngx_social_redis_argv_t *cmd, ngx_social_redis_handler_pt handler,
+    void *data);
+
+/* MULTI, the commands, EXEC pipelined; the handler gets EXEC's reply */
+ngx_int_t ngx_social_redis_transaction(ngx_http_request_t *r,
+    ngx_social_redis_argv_t *cmds, ngx_uint_t n,
+    ngx_social_redis_handler_pt handler, void *data);
+
+/* scripts are registered at configuration time, run with EVALSHA and
+ * fall back to EVAL once on NOSCRIPT; argv holds keys then arguments */
+ngx_int_t ngx_social_redis_script_register(ngx_conf_t *cf,
+    ngx_social_redis_script_t *script);
+ngx_int_t ngx_social_redis_eval(ngx_http_request_t *r,
+    ngx_social_redis_script_t *script, ngx_uint_t nkeys,
+    ngx_social_redis_argv_t *args, ngx_social_redis_handler_pt handler,
+    void *data);
+
+/*
+ * Local listeners of one channel (or pattern) share one Redis
+ * subscription; the last unsubscribe releases it.  A listener lives until
+ * ngx_social_redis_unsubscribe(), across reconnects.
+ */
+ngx_social_redis_listener_t *ngx_social_redis_subscribe(ngx_str_t *channel,
+    ngx_uint_t pattern, ngx_social_redis_message_pt handler,
+    ngx_social_redis_resync_pt resync, void *data);
+void ngx_social_redis_unsubscribe(ngx_social_redis_listener_t *l);
+
+ngx_uint_t ngx_social_redis_connected(void);
+void ngx_social_redis_get_stats(ngx_social_redis_stats_t *stats);
+
+
+#endif /* _NGX_SOCIAL_REDIS_H_INCLUDED_ */
