@@ -147,10 +147,15 @@ pg_datadir() {
     fi
 }
 
+pg_opts() {     # datadir port [test]
+    local opts="-p $2 -k $1 -c listen_addresses=127.0.0.1 -c max_connections=200"
+    [ "${3:-}" = test ] \
+        && opts="$opts -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    printf '%s\n' "$opts"
+}
+
 pg_start() {    # datadir port logfile [test]
-    local data=$1 port=$2 logf=$3 extra=""
-    [ "${4:-}" = test ] \
-        && extra="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    local data=$1 port=$2 logf=$3
     if [ ! -f "$data/PG_VERSION" ]; then
         mkdir -p "$data"
         chown postgres: "$data" "$(dirname "$data")"
@@ -164,8 +169,7 @@ pg_start() {    # datadir port logfile [test]
         return 0
     fi
     runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" -l "$logf" -w -t 30 \
-        -o "-p $port -k $data -c listen_addresses=127.0.0.1 \
-            -c max_connections=200 $extra" start >/dev/null \
+        -o "$(pg_opts "$data" "$port" "${4:-}")" start >/dev/null \
         || { tail -n 20 "$logf"; die "PostgreSQL did not start"; }
     psql_at "$port" postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname = 'social'" | grep -q 1 \
@@ -364,6 +368,10 @@ cmd_test() {
     export TEST_NGINX_SERVROOT=$TEST_TMP/servroot
     export TEST_NGINX_CONF_DIR=$ROOT/conf
     export TEST_NGINX_PG_PORT=$TEST_PG_PORT
+    export TEST_NGINX_PG_DATA=$pgdata
+    export TEST_NGINX_PG_LOG=$TEST_TMP/postgresql.log
+    TEST_NGINX_PG_OPTS=$(pg_opts "$pgdata" "$TEST_PG_PORT" test)
+    export TEST_NGINX_PG_OPTS
     export TEST_NGINX_REDIS_PORT=$TEST_REDIS_PORT
     export TEST_NGINX_PORT=${TEST_NGINX_PORT:-1984}
 

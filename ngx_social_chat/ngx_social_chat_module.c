@@ -1,5 +1,6 @@
 /*
- * ngx_social_chat: conversations, messages, read markers and the WebSocket/SSE stream.
+ * ngx_social_chat: conversations, messages, read markers and the
+ * WebSocket/SSE stream.
  *
  * The module is loaded after ngx_social_core and declares its routes to the
  * core router; its handlers arrive with the work on this service.

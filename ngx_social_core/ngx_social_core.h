@@ -13,6 +13,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <jansson.h>
+#include "ngx_social_pg.h"
 
 
 #define NGX_SOCIAL_MAX_PARAMS        4
@@ -54,6 +55,8 @@ ngx_int_t ngx_social_request_id(ngx_http_request_t *r, ngx_str_t *id);
 /* JSON output */
 ngx_int_t ngx_social_send_json(ngx_http_request_t *r, ngx_uint_t status,
     json_t *json);
+ngx_int_t ngx_social_send_json_text(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *text);
 ngx_int_t ngx_social_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, json_t *fields);
 json_t *ngx_social_json_owned(ngx_http_request_t *r, json_t *json);

@@ -17,6 +17,8 @@ typedef struct {
 
 static ngx_int_t ngx_social_core_api_handler(ngx_http_request_t *r);
 static void ngx_social_core_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_social_core_run(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
 static ngx_int_t ngx_social_core_not_allowed(ngx_http_request_t *r,
     ngx_uint_t allowed);
 static ngx_int_t ngx_social_core_error_page_handler(ngx_http_request_t *r);
@@ -147,7 +149,7 @@ ngx_social_core_api_handler(ngx_http_request_t *r)
     switch (rc) {
 
     case NGX_OK:
-        return ctx->route->handler(r, ctx);
+        return ngx_social_core_run(r, ctx);
 
     case NGX_HTTP_NOT_ALLOWED:
         return ngx_social_core_not_allowed(r, allowed);
@@ -170,10 +172,25 @@ ngx_social_core_body_handler(ngx_http_request_t *r)
     rc = ngx_social_parse_json_body(r, ctx);
 
     if (ctx->body != NULL) {
-        rc = ctx->route->handler(r, ctx);
+        rc = ngx_social_core_run(r, ctx);
     }
 
     ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * Runs the route's handler.  While it waits for PostgreSQL or Redis, a
+ * client that closes its connection is noticed (as the proxy module
+ * does), so the request is finalized and its queries are dropped.
+ */
+
+static ngx_int_t
+ngx_social_core_run(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
+{
+    r->read_event_handler = ngx_http_test_reading;
+
+    return ctx->route->handler(r, ctx);
 }
 
 

@@ -18,35 +18,44 @@ static ngx_str_t  ngx_social_json_type =
 ngx_int_t
 ngx_social_send_json(ngx_http_request_t *r, ngx_uint_t status, json_t *json)
 {
-    size_t        len;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    ngx_str_t  text;
 
     if (json == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    len = json_dumpb(json, NULL, 0, JSON_COMPACT);
+    text.len = json_dumpb(json, NULL, 0, JSON_COMPACT);
+    text.data = ngx_pnalloc(r->pool, text.len ? text.len : 1);
 
-    b = ngx_create_temp_buf(r->pool, len ? len : 1);
-    if (b == NULL) {
+    if (text.data == NULL
+        || json_dumpb(json, (char *) text.data, text.len, JSON_COMPACT)
+           != text.len)
+    {
         json_decref(json);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->last += json_dumpb(json, (char *) b->pos, len, JSON_COMPACT);
     json_decref(json);
 
-    if ((size_t) (b->last - b->pos) != len) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    return ngx_social_send_json_text(r, status, &text);
+}
+
+
+/* Sends text that already is JSON (from r->pool or living as long). */
+
+ngx_int_t
+ngx_social_send_json_text(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *text)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
     r->headers_out.status = status;
     r->headers_out.content_type = ngx_social_json_type;
     r->headers_out.content_type_len = ngx_social_json_type.len;
     r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.content_length_n = len;
+    r->headers_out.content_length_n = text->len;
 
     rc = ngx_http_send_header(r);
 
@@ -54,6 +63,14 @@ ngx_social_send_json(ngx_http_request_t *r, ngx_uint_t status, json_t *json)
         return rc;
     }
 
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = text->data;
+    b->last = text->data + text->len;
+    b->memory = 1;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 

@@ -10,7 +10,8 @@ static ngx_int_t ngx_social_gateway_postconfiguration(ngx_conf_t *cf);
 
 
 static ngx_social_route_t  ngx_social_gateway_routes[] = {
-    { NGX_HTTP_GET, ngx_string("/healthz"), ngx_social_gateway_healthz, 0 }
+    { NGX_HTTP_GET, ngx_string("/healthz"), ngx_social_gateway_healthz, 0 },
+    { NGX_HTTP_GET, ngx_string("/readyz"), ngx_social_gateway_readyz, 0 }
 };
 
 
@@ -48,6 +49,10 @@ ngx_module_t  ngx_social_gateway_module = {
 static ngx_int_t
 ngx_social_gateway_postconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_social_gateway_health_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_social_routes_add(cf, ngx_social_gateway_routes,
                                  sizeof(ngx_social_gateway_routes)
                                  / sizeof(ngx_social_route_t));

@@ -1,5 +1,6 @@
 /*
- * ngx_social_posts: posts, replies, likes, shares, the home feed and notifications.
+ * ngx_social_posts: posts, replies, likes, shares, the home feed and
+ * notifications.
  *
  * The module is loaded after ngx_social_core and declares its routes to the
  * core router; its handlers arrive with the work on this service.

@@ -1,5 +1,6 @@
 /*
- * ngx_social_users: registration, the OAuth2 token endpoint, profiles and follows.
+ * ngx_social_users: registration, the OAuth2 token endpoint, profiles
+ * and follows.
  *
  * The module is loaded after ngx_social_core and declares its routes to the
  * core router; its handlers arrive with the work on this service.

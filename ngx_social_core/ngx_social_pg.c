@@ -1,0 +1,1843 @@
+/*
+ * ngx_social_pg: libpq in nonblocking mode on nginx's event loop.
+ *
+ * Per worker, a pool of connections (and optionally one to a read-only
+ * replica).  Each connection's socket is wrapped in an nginx connection,
+ * registered level-triggered, so PQconsumeInput()/PQflush() are driven by
+ * its read and write events and nothing is lost between wakeups.  One
+ * query runs per connection at a time; requests that find every connection
+ * busy wait in a bounded FIFO.  Every statement is prepared on connect with
+ * one multi-statement PREPARE batch, so each query is one round trip.
+ */
+
+#include "ngx_social_core_module.h"
+
+
+#define NGX_SOCIAL_PG_BACKOFF_MIN   100
+#define NGX_SOCIAL_PG_BACKOFF_MAX   5000
+
+
+typedef enum {
+    NGX_SOCIAL_PG_DOWN = 0,        /* waiting for the reconnect timer */
+    NGX_SOCIAL_PG_CONNECTING,
+    NGX_SOCIAL_PG_PREPARING,
+    NGX_SOCIAL_PG_IDLE,
+    NGX_SOCIAL_PG_BUSY,
+    NGX_SOCIAL_PG_PINNED           /* idle inside a transaction */
+} ngx_social_pg_state_e;
+
+
+typedef enum {
+    NGX_SOCIAL_PG_PHASE_STMT = 0,
+    NGX_SOCIAL_PG_PHASE_BEGIN,
+    NGX_SOCIAL_PG_PHASE_COMMIT,
+    NGX_SOCIAL_PG_PHASE_ROLLBACK
+} ngx_social_pg_phase_e;
+
+
+typedef struct ngx_social_pg_pool_s   ngx_social_pg_pool_t;
+typedef struct ngx_social_pg_conn_s   ngx_social_pg_conn_t;
+typedef struct ngx_social_pg_query_s  ngx_social_pg_query_t;
+
+
+struct ngx_social_pg_query_s {
+    ngx_queue_t                 queue;     /* waiting or free list */
+    ngx_social_pg_pool_t       *pool;
+    ngx_http_request_t         *r;         /* NULL once r is gone */
+    ngx_http_cleanup_t         *cleanup;
+    ngx_social_pg_tx_t         *tx;
+    ngx_social_pg_stmt_t       *stmt;
+    const char                **values;    /* from r->pool, sent at start */
+    int                         nparams;
+    ngx_social_pg_phase_e       phase;
+    ngx_social_pg_handler_pt    handler;
+    void                       *data;
+    ngx_event_t                 timer;     /* queue wait, then query */
+    ngx_uint_t                  waiting;   /* in pool->waiting */
+};
+
+
+struct ngx_social_pg_conn_s {
+    ngx_social_pg_pool_t       *pool;
+    PGconn                     *pg;
+    ngx_connection_t           *c;
+    ngx_social_pg_state_e       state;
+    ngx_social_pg_query_t      *query;     /* in flight */
+    PGresult                   *res;       /* its first result */
+    ngx_social_pg_tx_t         *tx;        /* pinned transaction */
+    ngx_uint_t                  rollback;  /* tx abandoned mid-query */
+    ngx_uint_t                  flushing;
+    ngx_event_t                 timer;     /* connect, or reconnect */
+    ngx_msec_t                  backoff;
+};
+
+
+struct ngx_social_pg_pool_s {
+    ngx_str_t                   name;      /* "primary", "replica" */
+    ngx_str_t                   conninfo;
+    ngx_str_t                   hostaddr;  /* resolved at config time */
+    ngx_social_pg_conn_t       *conns;
+    ngx_uint_t                  nconns;
+    ngx_uint_t                  up;        /* IDLE, BUSY or PINNED */
+    ngx_uint_t                  failed;    /* last connect failed */
+    ngx_queue_t                 waiting;
+    ngx_uint_t                  nwaiting;
+    ngx_queue_t                 free;
+};
+
+
+struct ngx_social_pg_tx_s {
+    ngx_http_request_t         *r;
+    ngx_social_pg_conn_t       *conn;      /* pinned after the first query */
+    ngx_http_cleanup_t         *cleanup;
+    ngx_uint_t                  lost;      /* its connection failed */
+};
+
+
+typedef struct {
+    ngx_str_t                   conninfo;
+    ngx_str_t                   replica;
+    ngx_uint_t                  pool_size;
+    ngx_uint_t                  queue_size;
+    ngx_msec_t                  queue_timeout;
+    ngx_msec_t                  query_timeout;
+    ngx_msec_t                  connect_timeout;
+    ngx_array_t                 stmts;     /* ngx_social_pg_stmt_t * */
+    ngx_str_t                   prepare;   /* the PREPARE batch */
+    ngx_str_t                   options;   /* server-side backstops */
+    ngx_social_pg_pool_t        pools[2];
+    ngx_uint_t                  npools;
+} ngx_social_pg_main_conf_t;
+
+
+static void ngx_social_pg_connect(ngx_social_pg_conn_t *conn);
+static ngx_int_t ngx_social_pg_wrap(ngx_social_pg_conn_t *conn);
+static void ngx_social_pg_connect_poll(ngx_social_pg_conn_t *conn);
+static void ngx_social_pg_prepare(ngx_social_pg_conn_t *conn);
+static void ngx_social_pg_notice(void *arg, const char *message);
+static ngx_str_t *ngx_social_pg_message(const char *message, ngx_str_t *s);
+static void ngx_social_pg_read_handler(ngx_event_t *ev);
+static void ngx_social_pg_write_handler(ngx_event_t *ev);
+static void ngx_social_pg_timer_handler(ngx_event_t *ev);
+static ngx_int_t ngx_social_pg_flush(ngx_social_pg_conn_t *conn);
+static ngx_int_t ngx_social_pg_want_write(ngx_social_pg_conn_t *conn,
+    ngx_uint_t on);
+static void ngx_social_pg_collect(ngx_social_pg_conn_t *conn);
+static void ngx_social_pg_done(ngx_social_pg_conn_t *conn);
+static void ngx_social_pg_up(ngx_social_pg_conn_t *conn);
+static void ngx_social_pg_fail(ngx_social_pg_conn_t *conn,
+    ngx_social_pg_status_e status, ngx_uint_t backoff);
+static void ngx_social_pg_close(ngx_social_pg_conn_t *conn);
+static ngx_int_t ngx_social_pg_send(ngx_social_pg_conn_t *conn,
+    ngx_social_pg_query_t *q);
+static void ngx_social_pg_start(ngx_social_pg_conn_t *conn,
+    ngx_social_pg_query_t *q);
+static void ngx_social_pg_dispatch(ngx_social_pg_pool_t *pool);
+static ngx_social_pg_conn_t *ngx_social_pg_idle_conn(
+    ngx_social_pg_pool_t *pool);
+static void ngx_social_pg_finish(ngx_social_pg_query_t *q,
+    ngx_social_pg_status_e status, PGresult *res);
+static void ngx_social_pg_deliver(ngx_social_pg_query_t *q,
+    ngx_social_pg_status_e status, PGresult *res);
+static void ngx_social_pg_free_query(ngx_social_pg_query_t *q);
+static void ngx_social_pg_fail_waiting(ngx_social_pg_pool_t *pool);
+static void ngx_social_pg_query_timeout(ngx_event_t *ev);
+static void ngx_social_pg_query_cleanup(void *data);
+static void ngx_social_pg_tx_cleanup(void *data);
+static ngx_social_pg_pool_t *ngx_social_pg_pick(ngx_social_pg_stmt_t *stmt);
+static ngx_int_t ngx_social_pg_pool_conf(ngx_conf_t *cf,
+    ngx_social_pg_pool_t *pool, ngx_str_t *conninfo);
+static ngx_int_t ngx_social_pg_build_prepare(ngx_cycle_t *cycle,
+    ngx_social_pg_main_conf_t *pmcf);
+static void *ngx_social_pg_create_main_conf(ngx_conf_t *cf);
+static char *ngx_social_pg_init_main_conf(ngx_conf_t *cf, void *conf);
+static ngx_int_t ngx_social_pg_init_process(ngx_cycle_t *cycle);
+static void ngx_social_pg_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_social_pg_stats_t        ngx_social_pg_stats;
+static ngx_social_pg_main_conf_t   *ngx_social_pg_conf;
+
+static ngx_str_t  ngx_social_pg_begin_sql = ngx_string("BEGIN");
+static ngx_str_t  ngx_social_pg_rollback_sql = ngx_string("ROLLBACK");
+
+static ngx_social_pg_stmt_t  ngx_social_pg_commit_stmt = {
+    ngx_string("commit"), ngx_string("COMMIT"), 0
+};
+
+
+static ngx_command_t  ngx_social_pg_commands[] = {
+
+    /* libpq connection string of the primary */
+    { ngx_string("social_pg_conninfo"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_social_pg_main_conf_t, conninfo),
+      NULL },
+
+    /* a read-only replica for statements declared read-only */
+    { ngx_string("social_pg_replica_conninfo"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_social_pg_main_conf_t, replica),
+      NULL },
+
+    /* connections per worker (and per replica) */
+    { ngx_string("social_pg_pool_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_social_pg_main_conf_t, pool_size),
+      NULL },
+
+    /* queries that may wait for a connection; past it: 503 at once */
+    { ngx_string("social_pg_queue_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_social_pg_main_conf_t, queue_size),
+      NULL },
+
+    /* how long a query may wait for a connection */
+    { ngx_string("social_pg_queue_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_social_pg_main_conf_t, queue_timeout),
+      NULL },
+
+    /* how long a query may run */
+    { ngx_string("social_pg_query_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_social_pg_main_conf_t, query_timeout),
+      NULL },
+
+    /* how long connecting and preparing may take */
+    { ngx_string("social_pg_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_social_pg_main_conf_t, connect_timeout),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_social_pg_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_social_pg_create_main_conf,        /* create main configuration */
+    ngx_social_pg_init_main_conf,          /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_social_pg_module = {
+    NGX_MODULE_V1,
+    &ngx_social_pg_module_ctx,             /* module context */
+    ngx_social_pg_commands,                /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_social_pg_init_process,            /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_social_pg_exit_process,            /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* ------------------------------------------------------------ public */
+
+
+ngx_int_t
+ngx_social_pg_register(ngx_conf_t *cf, ngx_social_pg_stmt_t *stmts,
+    ngx_uint_t n)
+{
+    ngx_uint_t                  i, j;
+    ngx_social_pg_stmt_t      **s, **all;
+    ngx_social_pg_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_social_pg_module);
+
+    for (i = 0; i < n; i++) {
+        all = pmcf->stmts.elts;
+
+        for (j = 0; j < pmcf->stmts.nelts; j++) {
+            if (all[j]->name.len == stmts[i].name.len
+                && ngx_strncmp(all[j]->name.data, stmts[i].name.data,
+                               stmts[i].name.len)
+                   == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "social: statement \"%V\" declared twice",
+                                   &stmts[i].name);
+                return NGX_ERROR;
+            }
+        }
+
+        s = ngx_array_push(&pmcf->stmts);
+        if (s == NULL) {
+            return NGX_ERROR;
+        }
+
+        *s = &stmts[i];
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_social_pg_query(ngx_http_request_t *r, ngx_social_pg_tx_t *tx,
+    ngx_social_pg_stmt_t *stmt, ngx_str_t *params, ngx_uint_t nparams,
+    ngx_social_pg_handler_pt handler, void *data)
+{
+    u_char                 *p;
+    ngx_uint_t              i;
+    ngx_queue_t            *qu;
+    ngx_social_pg_pool_t   *pool;
+    ngx_social_pg_conn_t   *conn;
+    ngx_social_pg_query_t  *q;
+
+    if (nparams > NGX_SOCIAL_PG_MAX_PARAMS || ngx_social_pg_conf == NULL
+        || ngx_social_pg_conf->npools == 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "social: no PostgreSQL for \"%V\" "
+                      "(social_pg_conninfo)", &stmt->name);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* a transaction runs on the primary */
+    pool = tx ? &ngx_social_pg_conf->pools[0] : ngx_social_pg_pick(stmt);
+
+    if (!ngx_queue_empty(&pool->free)) {
+        qu = ngx_queue_head(&pool->free);
+        ngx_queue_remove(qu);
+        q = ngx_queue_data(qu, ngx_social_pg_query_t, queue);
+
+    } else {
+        q = ngx_alloc(sizeof(ngx_social_pg_query_t), ngx_cycle->log);
+        if (q == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ngx_memzero(q, sizeof(ngx_social_pg_query_t));
+
+    q->pool = pool;
+    q->r = r;
+    q->tx = tx;
+    q->stmt = stmt;
+    q->handler = handler;
+    q->data = data;
+    q->nparams = (int) nparams;
+    q->timer.handler = ngx_social_pg_query_timeout;
+    q->timer.data = q;
+    q->timer.log = ngx_cycle->log;
+
+    q->values = ngx_palloc(r->pool, (nparams + 1) * sizeof(char *));
+    if (q->values == NULL) {
+        goto failed;
+    }
+
+    /* text parameters travel NUL-terminated */
+
+    for (i = 0; i < nparams; i++) {
+        if (params[i].data == NULL) {
+            q->values[i] = NULL;
+            continue;
+        }
+
+        p = ngx_pnalloc(r->pool, params[i].len + 1);
+        if (p == NULL) {
+            goto failed;
+        }
+
+        ngx_memcpy(p, params[i].data, params[i].len);
+        p[params[i].len] = '\0';
+        q->values[i] = (const char *) p;
+    }
+
+    q->cleanup = ngx_http_cleanup_add(r, 0);
+    if (q->cleanup == NULL) {
+        goto failed;
+    }
+
+    q->cleanup->handler = ngx_social_pg_query_cleanup;
+    q->cleanup->data = q;
+
+    ngx_social_pg_stats.queries++;
+
+    /* held until the handler runs: the handler finalizes once */
+    r->main->count++;
+
+    if (tx && (tx->lost || tx->conn)) {
+        if (tx->lost || tx->conn->state != NGX_SOCIAL_PG_PINNED) {
+            /* its connection failed, or a query of it still runs */
+            ngx_social_pg_deliver(q, NGX_SOCIAL_PG_UNAVAILABLE, NULL);
+            return NGX_DONE;
+        }
+
+        ngx_social_pg_start(tx->conn, q);
+        return NGX_DONE;
+    }
+
+    conn = ngx_social_pg_idle_conn(pool);
+
+    if (conn != NULL) {
+        ngx_social_pg_start(conn, q);
+        return NGX_DONE;
+    }
+
+    if ((pool->up == 0 && pool->failed)
+        || pool->nwaiting >= ngx_social_pg_conf->queue_size)
+    {
+        ngx_social_pg_stats.rejected++;
+        ngx_social_pg_deliver(q, NGX_SOCIAL_PG_UNAVAILABLE, NULL);
+        return NGX_DONE;
+    }
+
+    ngx_queue_insert_tail(&pool->waiting, &q->queue);
+    pool->nwaiting++;
+    q->waiting = 1;
+    ngx_add_timer(&q->timer, ngx_social_pg_conf->queue_timeout);
+
+    return NGX_DONE;
+
+failed:
+
+    ngx_queue_insert_head(&pool->free, &q->queue);
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+ngx_social_pg_tx_t *
+ngx_social_pg_tx(ngx_http_request_t *r)
+{
+    ngx_social_pg_tx_t  *tx;
+
+    tx = ngx_pcalloc(r->pool, sizeof(ngx_social_pg_tx_t));
+    if (tx == NULL) {
+        return NULL;
+    }
+
+    tx->cleanup = ngx_http_cleanup_add(r, 0);
+    if (tx->cleanup == NULL) {
+        return NULL;
+    }
+
+    tx->r = r;
+    tx->cleanup->handler = ngx_social_pg_tx_cleanup;
+    tx->cleanup->data = tx;
+
+    return tx;
+}
+
+
+ngx_int_t
+ngx_social_pg_commit(ngx_social_pg_tx_t *tx, ngx_social_pg_handler_pt handler,
+    void *data)
+{
+    if (tx->conn == NULL && !tx->lost) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_social_pg_query(tx->r, tx, &ngx_social_pg_commit_stmt, NULL, 0,
+                               handler, data);
+}
+
+
+ngx_int_t
+ngx_social_pg_send_error(ngx_http_request_t *r, ngx_social_pg_result_t *result)
+{
+    const char  *state;
+
+    if (result->status == NGX_SOCIAL_PG_UNAVAILABLE
+        || result->status == NGX_SOCIAL_PG_TIMEOUT)
+    {
+        return ngx_social_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                     "unavailable",
+                                     "the database is unavailable", NULL);
+    }
+
+    state = result->sqlstate;
+
+    if (ngx_strcmp(state, "23505") == 0) {
+        return ngx_social_send_error(r, NGX_HTTP_CONFLICT, "conflict",
+                                     "the resource already exists", NULL);
+    }
+
+    if (ngx_strcmp(state, "22P02") == 0 || ngx_strcmp(state, "22003") == 0
+        || ngx_strcmp(state, "23503") == 0)
+    {
+        return ngx_social_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                     "no such resource", NULL);
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "social: query failed: %s",
+                  result->res ? PQresultErrorMessage(result->res) : "");
+
+    return ngx_social_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                 "internal_error", "internal server error",
+                                 NULL);
+}
+
+
+/* sends a JSON document that the query built (copied: res is short-lived) */
+
+ngx_int_t
+ngx_social_pg_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    PGresult *res, int row, int col)
+{
+    ngx_str_t  text;
+
+    if (PQntuples(res) <= row || PQgetisnull(res, row, col)) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    text.len = PQgetlength(res, row, col);
+    text.data = ngx_pnalloc(r->pool, text.len);
+    if (text.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(text.data, PQgetvalue(res, row, col), text.len);
+
+    return ngx_social_send_json_text(r, status, &text);
+}
+
+
+ngx_uint_t
+ngx_social_pg_connected(void)
+{
+    if (ngx_social_pg_conf == NULL || ngx_social_pg_conf->npools == 0) {
+        return 0;
+    }
+
+    return ngx_social_pg_conf->pools[0].up > 0;
+}
+
+
+void
+ngx_social_pg_get_stats(ngx_social_pg_stats_t *stats)
+{
+    ngx_uint_t             i, j;
+    ngx_social_pg_pool_t  *pool;
+
+    *stats = ngx_social_pg_stats;
+
+    if (ngx_social_pg_conf == NULL) {
+        return;
+    }
+
+    for (i = 0; i < ngx_social_pg_conf->npools; i++) {
+        pool = &ngx_social_pg_conf->pools[i];
+        stats->queued += pool->nwaiting;
+
+        for (j = 0; j < pool->nconns; j++) {
+            switch (pool->conns[j].state) {
+            case NGX_SOCIAL_PG_IDLE:
+                stats->idle++;
+                stats->connections++;
+                break;
+            case NGX_SOCIAL_PG_BUSY:
+            case NGX_SOCIAL_PG_PINNED:
+                stats->busy++;
+                stats->connections++;
+                break;
+            default:
+                break;
+            }
+        }
+    }
+}
+
+
+/* -------------------------------------------------------- connections */
+
+
+static void
+ngx_social_pg_connect(ngx_social_pg_conn_t *conn)
+{
+    int                    n;
+    ngx_str_t              msg;
+    const char            *keys[5], *vals[5];
+    ngx_social_pg_pool_t  *pool;
+
+    pool = conn->pool;
+    n = 0;
+
+    keys[n] = "dbname";
+    vals[n++] = (const char *) pool->conninfo.data;
+    keys[n] = "options";
+    vals[n++] = (const char *) ngx_social_pg_conf->options.data;
+    keys[n] = "application_name";
+    vals[n++] = "ngx_social";
+
+    if (pool->hostaddr.len) {
+        keys[n] = "hostaddr";
+        vals[n++] = (const char *) pool->hostaddr.data;
+    }
+
+    keys[n] = NULL;
+    vals[n] = NULL;
+
+    conn->pg = PQconnectStartParams(keys, vals, 1);
+
+    if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD) {
+        ngx_social_pg_message(conn->pg ? PQerrorMessage(conn->pg)
+                                       : "out of memory", &msg);
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "social: PostgreSQL %V: connect failed: %V",
+                      &pool->name, &msg);
+        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 1);
+        return;
+    }
+
+    PQsetNoticeProcessor(conn->pg, ngx_social_pg_notice, conn);
+
+    if (PQsetnonblocking(conn->pg, 1) != 0 || ngx_social_pg_wrap(conn)) {
+        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 1);
+        return;
+    }
+
+    conn->state = NGX_SOCIAL_PG_CONNECTING;
+    ngx_add_timer(&conn->timer, ngx_social_pg_conf->connect_timeout);
+
+    if (ngx_social_pg_want_write(conn, 1) != NGX_OK) {
+        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 1);
+    }
+}
+
+
+/*
+ * Wraps the libpq socket in an nginx connection.  libpq may change the
+ * socket while connecting (another address of the host), so this is
+ * called again whenever PQsocket() differs.
+ */
+
+static ngx_int_t
+ngx_social_pg_wrap(ngx_social_pg_conn_t *conn)
+{
+    ngx_socket_t       fd;
+    ngx_connection_t  *c;
+
+    fd = PQsocket(conn->pg);
+
+    if (conn->c != NULL) {
+        if (conn->c->fd == fd) {
+            return NGX_OK;
+        }
+
+        ngx_social_pg_close(conn);
+    }
+
+    if (fd == (ngx_socket_t) -1) {
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(fd, ngx_cycle->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    c->data = conn;
+    c->read->handler = ngx_social_pg_read_handler;
+    c->write->handler = ngx_social_pg_write_handler;
+    c->read->log = ngx_cycle->log;
+    c->write->log = ngx_cycle->log;
+
+    conn->c = c;
+
+    if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_social_pg_connect_poll(ngx_social_pg_conn_t *conn)
+{
+    ngx_str_t                  msg;
+    PostgresPollingStatusType  st;
+
+    st = PQconnectPoll(conn->pg);
+
+    if (st != PGRES_POLLING_FAILED && ngx_social_pg_wrap(conn) != NGX_OK) {
+        st = PGRES_POLLING_FAILED;
+    }
+
+    switch (st) {
+
+    case PGRES_POLLING_READING:
+        (void) ngx_social_pg_want_write(conn, 0);
+        return;
+
+    case PGRES_POLLING_WRITING:
+        (void) ngx_social_pg_want_write(conn, 1);
+        return;
+
+    case PGRES_POLLING_OK:
+        (void) ngx_social_pg_want_write(conn, 0);
+        ngx_social_pg_prepare(conn);
+        return;
+
+    default:
+        ngx_social_pg_message(PQerrorMessage(conn->pg), &msg);
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "social: PostgreSQL %V: connect failed: %V",
+                      &conn->pool->name, &msg);
+        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 1);
+    }
+}
+
+
+/* every declared statement, prepared in one round trip */
+
+static void
+ngx_social_pg_prepare(ngx_social_pg_conn_t *conn)
+{
+    ngx_str_t  msg;
+
+    conn->state = NGX_SOCIAL_PG_PREPARING;
+
+    if (ngx_social_pg_conf->prepare.len == 0) {
+        ngx_social_pg_up(conn);
+        return;
+    }
+
+    if (!PQsendQuery(conn->pg, (const char *) ngx_social_pg_conf->prepare.data)
+        || ngx_social_pg_flush(conn) != NGX_OK)
+    {
+        ngx_social_pg_message(PQerrorMessage(conn->pg), &msg);
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "social: PostgreSQL %V: prepare failed: %V",
+                      &conn->pool->name, &msg);
+        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 1);
+    }
+}
+
+
+/* libpq's notices (and the server's) go to the error log, not stderr */
+
+static void
+ngx_social_pg_notice(void *arg, const char *message)
+{
+    ngx_social_pg_conn_t  *conn = arg;
+
+    ngx_str_t  msg;
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "social: PostgreSQL %V: %V", &conn->pool->name,
+                  ngx_social_pg_message(message, &msg));
+}
+
+
+/* libpq's messages end with a newline and may span lines */
+
+static ngx_str_t *
+ngx_social_pg_message(const char *message, ngx_str_t *s)
+{
+    s->data = (u_char *) message;
+    s->len = ngx_strlen(message);
+
+    while (s->len && (s->data[s->len - 1] == '\n'
+                      || s->data[s->len - 1] == ' '))
+    {
+        s->len--;
+    }
+
+    return s;
+}
+
+
+static void
+ngx_social_pg_read_handler(ngx_event_t *ev)
+{
+    ngx_str_t              msg;
+    ngx_uint_t             level;
+    ngx_connection_t      *c;
+    ngx_social_pg_conn_t  *conn;
+
+    c = ev->data;
+    conn = c->data;
+
+    if (c->close) {
+        /* a graceful shutdown closes idle connections */
+        ngx_social_pg_close(conn);
+        PQfinish(conn->pg);
+        conn->pg = NULL;
+        conn->pool->up--;
+        conn->state = NGX_SOCIAL_PG_DOWN;
+        return;
+    }
+
+    if (conn->state == NGX_SOCIAL_PG_CONNECTING) {
+        ngx_social_pg_connect_poll(conn);
+        return;
+    }
+
+    if (!PQconsumeInput(conn->pg)) {
+        /* an idle connection closed by the server is less alarming */
+        level = (conn->state == NGX_SOCIAL_PG_IDLE) ? NGX_LOG_WARN
+                                                    : NGX_LOG_ERR;
+        ngx_social_pg_message(PQerrorMessage(conn->pg), &msg);
+        ngx_log_error(level, ngx_cycle->log, 0,
+                      "social: PostgreSQL %V: connection lost: %V",
+                      &conn->pool->name, &msg);
+
+        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 0);
+        return;
+    }
+
+    if (conn->flushing && ngx_social_pg_flush(conn) != NGX_OK) {
+        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 0);
+        return;
+    }
+
+    ngx_social_pg_collect(conn);
+}
+
+
+static void
+ngx_social_pg_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t      *c;
+    ngx_social_pg_conn_t  *conn;
+
+    c = ev->data;
+    conn = c->data;
+
+    if (conn->state == NGX_SOCIAL_PG_CONNECTING) {
+        ngx_social_pg_connect_poll(conn);
+        return;
+    }
+
+    if (ngx_social_pg_flush(conn) != NGX_OK) {
+        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 0);
+    }
+}
+
+
+/* connect timeout, or the end of a reconnect backoff */
+
+static void
+ngx_social_pg_timer_handler(ngx_event_t *ev)
+{
+    ngx_social_pg_conn_t  *conn;
+
+    conn = ev->data;
+
+    if (conn->state == NGX_SOCIAL_PG_DOWN) {
+        ngx_social_pg_stats.reconnects++;
+        ngx_social_pg_connect(conn);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "social: PostgreSQL %V: connect timed out",
+                  &conn->pool->name);
+
+    ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 1);
+}
+
+
+static ngx_int_t
+ngx_social_pg_flush(ngx_social_pg_conn_t *conn)
+{
+    switch (PQflush(conn->pg)) {
+
+    case 0:
+        conn->flushing = 0;
+        return ngx_social_pg_want_write(conn, 0);
+
+    case 1:
+        conn->flushing = 1;
+        return ngx_social_pg_want_write(conn, 1);
+
+    default:
+        return NGX_ERROR;
+    }
+}
+
+
+static ngx_int_t
+ngx_social_pg_want_write(ngx_social_pg_conn_t *conn, ngx_uint_t on)
+{
+    ngx_event_t  *wev;
+
+    wev = conn->c->write;
+
+    if (on && !wev->active) {
+        return ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+    }
+
+    if (!on && wev->active) {
+        return ngx_del_event(wev, NGX_WRITE_EVENT, 0);
+    }
+
+    return NGX_OK;
+}
+
+
+/* reads results while libpq has them; a NULL result ends a command */
+
+static void
+ngx_social_pg_collect(ngx_social_pg_conn_t *conn)
+{
+    PGresult  *res;
+
+    if (conn->state != NGX_SOCIAL_PG_BUSY
+        && conn->state != NGX_SOCIAL_PG_PREPARING)
+    {
+        /* nothing was asked: drop whatever arrives */
+        while (!PQisBusy(conn->pg) && (res = PQgetResult(conn->pg))) {
+            PQclear(res);
+        }
+
+        return;
+    }
+
+    while (!PQisBusy(conn->pg)) {
+        res = PQgetResult(conn->pg);
+
+        if (res == NULL) {
+            ngx_social_pg_done(conn);
+            return;
+        }
+
+        if (conn->res == NULL) {
+            conn->res = res;
+
+        } else if (PQresultStatus(res) == PGRES_FATAL_ERROR) {
+            PQclear(conn->res);
+            conn->res = res;
+
+        } else {
+            PQclear(res);
+        }
+    }
+}
+
+
+/* one command completed: move the connection and its query on */
+
+static void
+ngx_social_pg_done(ngx_social_pg_conn_t *conn)
+{
+    PGresult               *res;
+    ExecStatusType          st;
+    ngx_social_pg_query_t  *q;
+
+    res = conn->res;
+    conn->res = NULL;
+    st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+
+    if (conn->state == NGX_SOCIAL_PG_PREPARING) {
+        if (st != PGRES_COMMAND_OK) {
+            ngx_log_error(NGX_LOG_EMERG, ngx_cycle->log, 0,
+                          "social: PostgreSQL %V: preparing statements "
+                          "failed: %s", &conn->pool->name,
+                          res ? PQresultErrorMessage(res) : "no result");
+            PQclear(res);
+            ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 1);
+            return;
+        }
+
+        PQclear(res);
+        ngx_social_pg_up(conn);
+        return;
+    }
+
+    q = conn->query;
+
+    if (q == NULL) {
+        /* the rollback of an abandoned transaction ended */
+        PQclear(res);
+        conn->rollback = 0;
+        conn->state = NGX_SOCIAL_PG_IDLE;
+        conn->c->idle = 1;
+        ngx_social_pg_dispatch(conn->pool);
+        return;
+    }
+
+    if (q->phase == NGX_SOCIAL_PG_PHASE_BEGIN && st == PGRES_COMMAND_OK
+        && !conn->rollback)
+    {
+        PQclear(res);
+        q->phase = NGX_SOCIAL_PG_PHASE_STMT;
+
+        if (ngx_social_pg_send(conn, q) != NGX_OK) {
+            ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 0);
+        }
+
+        return;
+    }
+
+    conn->query = NULL;
+
+    if (q->timer.timer_set) {
+        ngx_del_timer(&q->timer);
+    }
+
+    if (conn->rollback) {
+        /* the request went away inside its transaction */
+        ngx_social_pg_free_query(q);
+        PQclear(res);
+
+        if (!PQsendQuery(conn->pg,
+                         (const char *) ngx_social_pg_rollback_sql.data)
+            || ngx_social_pg_flush(conn) != NGX_OK)
+        {
+            ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 0);
+        }
+
+        return;
+    }
+
+    if (conn->tx && q->phase != NGX_SOCIAL_PG_PHASE_COMMIT) {
+        conn->state = NGX_SOCIAL_PG_PINNED;
+
+    } else {
+        if (conn->tx) {
+            conn->tx->conn = NULL;
+            conn->tx = NULL;
+        }
+
+        conn->state = NGX_SOCIAL_PG_IDLE;
+        conn->c->idle = 1;
+    }
+
+    if (st == PGRES_FATAL_ERROR) {
+        ngx_social_pg_stats.errors++;
+        ngx_social_pg_finish(q, NGX_SOCIAL_PG_SQL_ERROR, res);
+
+    } else {
+        ngx_social_pg_finish(q, NGX_SOCIAL_PG_OK, res);
+    }
+
+    PQclear(res);
+
+    if (conn->state == NGX_SOCIAL_PG_IDLE) {
+        ngx_social_pg_dispatch(conn->pool);
+    }
+}
+
+
+static void
+ngx_social_pg_up(ngx_social_pg_conn_t *conn)
+{
+    ngx_social_pg_pool_t  *pool;
+
+    pool = conn->pool;
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    if (pool->up == 0) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "social: PostgreSQL %V: connected", &pool->name);
+    }
+
+    conn->state = NGX_SOCIAL_PG_IDLE;
+    conn->backoff = 0;
+    conn->c->idle = 1;
+    pool->up++;
+    pool->failed = 0;
+
+    ngx_social_pg_dispatch(pool);
+}
+
+
+/*
+ * The connection failed: its query (if any) gets status, the connection
+ * is closed and reconnects after a backoff (at once when backoff is 0:
+ * a lost or timed-out connection, where the server itself may be fine).
+ */
+
+static void
+ngx_social_pg_fail(ngx_social_pg_conn_t *conn, ngx_social_pg_status_e status,
+    ngx_uint_t backoff)
+{
+    ngx_social_pg_pool_t   *pool;
+    ngx_social_pg_query_t  *q;
+
+    pool = conn->pool;
+
+    if (conn->state == NGX_SOCIAL_PG_IDLE
+        || conn->state == NGX_SOCIAL_PG_BUSY
+        || conn->state == NGX_SOCIAL_PG_PINNED)
+    {
+        pool->up--;
+    }
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    if (conn->c != NULL) {
+        ngx_social_pg_close(conn);
+    }
+
+    if (conn->res != NULL) {
+        PQclear(conn->res);
+        conn->res = NULL;
+    }
+
+    if (conn->pg != NULL) {
+        PQfinish(conn->pg);
+        conn->pg = NULL;
+    }
+
+    if (conn->tx != NULL) {
+        conn->tx->conn = NULL;
+        conn->tx->lost = 1;
+        conn->tx = NULL;
+    }
+
+    conn->rollback = 0;
+    conn->flushing = 0;
+    conn->state = NGX_SOCIAL_PG_DOWN;
+
+    q = conn->query;
+    conn->query = NULL;
+
+    if (backoff) {
+        conn->backoff = conn->backoff
+                        ? ngx_min(conn->backoff * 2, NGX_SOCIAL_PG_BACKOFF_MAX)
+                        : NGX_SOCIAL_PG_BACKOFF_MIN;
+        if (pool->up == 0) {
+            pool->failed = 1;
+        }
+
+    } else {
+        conn->backoff = 0;
+    }
+
+    if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
+        ngx_add_timer(&conn->timer, conn->backoff ? conn->backoff : 1);
+    }
+
+    if (q != NULL) {
+        if (q->timer.timer_set) {
+            ngx_del_timer(&q->timer);
+        }
+
+        ngx_social_pg_finish(q, status, NULL);
+    }
+
+    if (pool->up == 0 && pool->failed) {
+        ngx_social_pg_fail_waiting(pool);
+    }
+}
+
+
+/* nginx's side of closing; the socket itself is libpq's to close */
+
+static void
+ngx_social_pg_close(ngx_social_pg_conn_t *conn)
+{
+    ngx_connection_t  *c;
+
+    c = conn->c;
+    conn->c = NULL;
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    if (c->read->active) {
+        ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->write->active) {
+        ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    ngx_free_connection(c);
+}
+
+
+/* ------------------------------------------------------------ queries */
+
+
+static ngx_int_t
+ngx_social_pg_send(ngx_social_pg_conn_t *conn, ngx_social_pg_query_t *q)
+{
+    int        ok;
+    ngx_str_t  msg;
+
+    switch (q->phase) {
+
+    case NGX_SOCIAL_PG_PHASE_BEGIN:
+        ok = PQsendQuery(conn->pg,
+                         (const char *) ngx_social_pg_begin_sql.data);
+        break;
+
+    case NGX_SOCIAL_PG_PHASE_COMMIT:
+        ok = PQsendQuery(conn->pg,
+                         (const char *) ngx_social_pg_commit_stmt.sql.data);
+        break;
+
+    default:
+        ok = PQsendQueryPrepared(conn->pg, (const char *) q->stmt->name.data,
+                                 q->nparams, q->values, NULL, NULL, 0);
+    }
+
+    if (!ok) {
+        ngx_social_pg_message(PQerrorMessage(conn->pg), &msg);
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "social: PostgreSQL %V: send failed: %V",
+                      &conn->pool->name, &msg);
+        return NGX_ERROR;
+    }
+
+    return ngx_social_pg_flush(conn);
+}
+
+
+static void
+ngx_social_pg_start(ngx_social_pg_conn_t *conn, ngx_social_pg_query_t *q)
+{
+    if (q->waiting) {
+        ngx_queue_remove(&q->queue);
+        q->pool->nwaiting--;
+        q->waiting = 0;
+    }
+
+    if (q->timer.timer_set) {
+        ngx_del_timer(&q->timer);
+    }
+
+    if (q->tx && q->tx->conn == NULL) {
+        q->tx->conn = conn;
+        conn->tx = q->tx;
+        q->phase = NGX_SOCIAL_PG_PHASE_BEGIN;
+
+    } else if (q->stmt == &ngx_social_pg_commit_stmt) {
+        q->phase = NGX_SOCIAL_PG_PHASE_COMMIT;
+    }
+
+    conn->query = q;
+    conn->state = NGX_SOCIAL_PG_BUSY;
+    conn->c->idle = 0;
+
+    ngx_add_timer(&q->timer, ngx_social_pg_conf->query_timeout);
+
+    if (ngx_social_pg_send(conn, q) != NGX_OK) {
+        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 0);
+    }
+}
+
+
+static void
+ngx_social_pg_dispatch(ngx_social_pg_pool_t *pool)
+{
+    ngx_queue_t            *qu;
+    ngx_social_pg_conn_t   *conn;
+    ngx_social_pg_query_t  *q;
+
+    while (!ngx_queue_empty(&pool->waiting)) {
+        conn = ngx_social_pg_idle_conn(pool);
+        if (conn == NULL) {
+            return;
+        }
+
+        qu = ngx_queue_head(&pool->waiting);
+        q = ngx_queue_data(qu, ngx_social_pg_query_t, queue);
+
+        ngx_social_pg_start(conn, q);
+    }
+}
+
+
+static ngx_social_pg_conn_t *
+ngx_social_pg_idle_conn(ngx_social_pg_pool_t *pool)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < pool->nconns; i++) {
+        if (pool->conns[i].state == NGX_SOCIAL_PG_IDLE) {
+            return &pool->conns[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * Delivers the outcome from an event handler: then the request's posted
+ * requests run, as after any event of the request's own connection.
+ */
+
+static void
+ngx_social_pg_finish(ngx_social_pg_query_t *q, ngx_social_pg_status_e status,
+    PGresult *res)
+{
+    ngx_connection_t  *c;
+
+    if (q->r == NULL) {
+        ngx_social_pg_free_query(q);
+        return;
+    }
+
+    c = q->r->connection;
+
+    ngx_social_pg_deliver(q, status, res);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* delivers the outcome to the request, if it is still there */
+
+static void
+ngx_social_pg_deliver(ngx_social_pg_query_t *q, ngx_social_pg_status_e status,
+    PGresult *res)
+{
+    ngx_http_request_t      *r;
+    ngx_social_pg_result_t   result;
+
+    r = q->r;
+
+    if (r == NULL) {
+        ngx_social_pg_free_query(q);
+        return;
+    }
+
+    q->cleanup->handler = NULL;
+    q->r = NULL;
+
+    result.status = status;
+    result.res = res;
+    result.sqlstate = NULL;
+
+    if (res != NULL && status == NGX_SOCIAL_PG_SQL_ERROR) {
+        result.sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    }
+
+    if (result.sqlstate == NULL) {
+        result.sqlstate = "";
+    }
+
+    q->handler(r, &result, q->data);
+    ngx_social_pg_free_query(q);
+}
+
+
+static void
+ngx_social_pg_free_query(ngx_social_pg_query_t *q)
+{
+    if (q->timer.timer_set) {
+        ngx_del_timer(&q->timer);
+    }
+
+    if (q->waiting) {
+        ngx_queue_remove(&q->queue);
+        q->pool->nwaiting--;
+        q->waiting = 0;
+    }
+
+    if (q->r != NULL) {
+        q->cleanup->handler = NULL;
+        q->r = NULL;
+    }
+
+    ngx_queue_insert_head(&q->pool->free, &q->queue);
+}
+
+
+static void
+ngx_social_pg_fail_waiting(ngx_social_pg_pool_t *pool)
+{
+    ngx_queue_t            *qu;
+    ngx_social_pg_query_t  *q;
+
+    while (!ngx_queue_empty(&pool->waiting)) {
+        qu = ngx_queue_head(&pool->waiting);
+        q = ngx_queue_data(qu, ngx_social_pg_query_t, queue);
+
+        ngx_queue_remove(qu);
+        pool->nwaiting--;
+        q->waiting = 0;
+
+        ngx_social_pg_stats.rejected++;
+        ngx_social_pg_finish(q, NGX_SOCIAL_PG_UNAVAILABLE, NULL);
+    }
+}
+
+
+/*
+ * A query waited too long for a connection, or ran too long.  A running
+ * query cannot be cancelled without blocking (PQcancel), so its
+ * connection is closed and replaced; the server stops the statement when
+ * it notices (client_connection_check_interval, statement_timeout).
+ */
+
+static void
+ngx_social_pg_query_timeout(ngx_event_t *ev)
+{
+    ngx_uint_t              i;
+    ngx_social_pg_pool_t   *pool;
+    ngx_social_pg_query_t  *q;
+
+    q = ev->data;
+    pool = q->pool;
+
+    ngx_social_pg_stats.timeouts++;
+
+    if (q->waiting) {
+        ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                      "social: PostgreSQL %V: no connection within %M ms",
+                      &pool->name, ngx_social_pg_conf->queue_timeout);
+
+        ngx_queue_remove(&q->queue);
+        pool->nwaiting--;
+        q->waiting = 0;
+
+        ngx_social_pg_finish(q, NGX_SOCIAL_PG_TIMEOUT, NULL);
+        return;
+    }
+
+    for (i = 0; i < pool->nconns; i++) {
+        if (pool->conns[i].query == q) {
+            ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                          "social: PostgreSQL %V: query \"%V\" timed out "
+                          "after %M ms", &pool->name, &q->stmt->name,
+                          ngx_social_pg_conf->query_timeout);
+
+            ngx_social_pg_fail(&pool->conns[i], NGX_SOCIAL_PG_TIMEOUT, 0);
+            return;
+        }
+    }
+}
+
+
+/* the request is going away: its query must not call back into it */
+
+static void
+ngx_social_pg_query_cleanup(void *data)
+{
+    ngx_social_pg_query_t  *q = data;
+
+    q->r = NULL;
+
+    if (q->waiting) {
+        ngx_social_pg_free_query(q);
+    }
+}
+
+
+static void
+ngx_social_pg_tx_cleanup(void *data)
+{
+    ngx_social_pg_tx_t  *tx = data;
+
+    ngx_social_pg_conn_t  *conn;
+
+    conn = tx->conn;
+
+    if (conn == NULL) {
+        return;
+    }
+
+    tx->conn = NULL;
+    conn->tx = NULL;
+    conn->rollback = 1;
+
+    if (conn->state == NGX_SOCIAL_PG_BUSY) {
+        /* ngx_social_pg_done() rolls back when the query ends */
+        return;
+    }
+
+    conn->state = NGX_SOCIAL_PG_BUSY;
+
+    if (!PQsendQuery(conn->pg, (const char *) ngx_social_pg_rollback_sql.data)
+        || ngx_social_pg_flush(conn) != NGX_OK)
+    {
+        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 0);
+    }
+}
+
+
+static ngx_social_pg_pool_t *
+ngx_social_pg_pick(ngx_social_pg_stmt_t *stmt)
+{
+    ngx_social_pg_pool_t  *replica;
+
+    if (stmt->readonly && ngx_social_pg_conf->npools > 1) {
+        replica = &ngx_social_pg_conf->pools[1];
+
+        if (replica->up > 0) {
+            return replica;
+        }
+    }
+
+    return &ngx_social_pg_conf->pools[0];
+}
+
+
+/* ----------------------------------------------------- configuration */
+
+
+static void *
+ngx_social_pg_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_social_pg_main_conf_t  *pmcf;
+
+    pmcf = ngx_pcalloc(cf->pool, sizeof(ngx_social_pg_main_conf_t));
+    if (pmcf == NULL) {
+        return NULL;
+    }
+
+    pmcf->pool_size = NGX_CONF_UNSET_UINT;
+    pmcf->queue_size = NGX_CONF_UNSET_UINT;
+    pmcf->queue_timeout = NGX_CONF_UNSET_MSEC;
+    pmcf->query_timeout = NGX_CONF_UNSET_MSEC;
+    pmcf->connect_timeout = NGX_CONF_UNSET_MSEC;
+
+    if (ngx_array_init(&pmcf->stmts, cf->pool, 64,
+                       sizeof(ngx_social_pg_stmt_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return pmcf;
+}
+
+
+static char *
+ngx_social_pg_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_social_pg_main_conf_t  *pmcf = conf;
+
+    u_char  *p;
+
+    ngx_conf_init_uint_value(pmcf->pool_size, 8);
+    ngx_conf_init_uint_value(pmcf->queue_size, 1024);
+    ngx_conf_init_msec_value(pmcf->queue_timeout, 2000);
+    ngx_conf_init_msec_value(pmcf->query_timeout, 5000);
+    ngx_conf_init_msec_value(pmcf->connect_timeout, 3000);
+
+    if (pmcf->pool_size == 0) {
+        return "social_pg_pool_size must be at least 1";
+    }
+
+    /*
+     * Server-side backstops: a statement outlives our timeout by at most
+     * a second, and a backend notices a closed client while it runs.
+     */
+
+    p = ngx_pnalloc(cf->pool, 128);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    pmcf->options.data = p;
+    p = ngx_sprintf(p, "-c statement_timeout=%M "
+                    "-c client_connection_check_interval=1000%Z",
+                    pmcf->query_timeout + 1000);
+    pmcf->options.len = p - pmcf->options.data - 1;
+
+    if (pmcf->conninfo.len == 0) {
+        return NGX_CONF_OK;
+    }
+
+    ngx_str_set(&pmcf->pools[0].name, "primary");
+
+    if (ngx_social_pg_pool_conf(cf, &pmcf->pools[0], &pmcf->conninfo)
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    pmcf->npools = 1;
+
+    if (pmcf->replica.len) {
+        ngx_str_set(&pmcf->pools[1].name, "replica");
+
+        if (ngx_social_pg_pool_conf(cf, &pmcf->pools[1], &pmcf->replica)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        pmcf->npools = 2;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Checks a conninfo and, when its host is a name, resolves it now:
+ * PQconnectStart() would otherwise resolve it with a blocking call.
+ */
+
+static ngx_int_t
+ngx_social_pg_pool_conf(ngx_conf_t *cf, ngx_social_pg_pool_t *pool,
+    ngx_str_t *conninfo)
+{
+    char               *err;
+    u_char             *p;
+    size_t              len;
+    ngx_url_t           u;
+    PQconninfoOption   *opts, *o;
+    const char         *host, *hostaddr;
+
+    pool->conninfo.data = ngx_pnalloc(cf->pool, conninfo->len + 1);
+    if (pool->conninfo.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(pool->conninfo.data, conninfo->data, conninfo->len);
+    pool->conninfo.data[conninfo->len] = '\0';
+    pool->conninfo.len = conninfo->len;
+
+    err = NULL;
+    opts = PQconninfoParse((const char *) pool->conninfo.data, &err);
+
+    if (opts == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid PostgreSQL conninfo \"%V\": %s",
+                           conninfo, err ? err : "out of memory");
+        PQfreemem(err);
+        return NGX_ERROR;
+    }
+
+    host = NULL;
+    hostaddr = NULL;
+
+    for (o = opts; o->keyword; o++) {
+        if (ngx_strcmp(o->keyword, "host") == 0) {
+            host = o->val;
+
+        } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
+            hostaddr = o->val;
+        }
+    }
+
+    if (host == NULL || hostaddr != NULL || host[0] == '/'
+        || host[0] == '@')
+    {
+        PQconninfoFree(opts);
+        return NGX_OK;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url.len = ngx_strlen(host);
+    u.url.data = (u_char *) host;
+    u.default_port = 5432;
+    u.no_resolve = 0;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot resolve PostgreSQL host \"%s\"%s%s",
+                           host, u.err ? ": " : "", u.err ? u.err : "");
+        PQconninfoFree(opts);
+        return NGX_ERROR;
+    }
+
+    PQconninfoFree(opts);
+
+    len = NGX_SOCKADDR_STRLEN;
+
+    p = ngx_pnalloc(cf->pool, len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, p, len, 0);
+    p[len] = '\0';
+
+    pool->hostaddr.data = p;
+    pool->hostaddr.len = len;
+
+    return NGX_OK;
+}
+
+
+/* the PREPARE batch: statement names and SQL are our own constants */
+
+static ngx_int_t
+ngx_social_pg_build_prepare(ngx_cycle_t *cycle,
+    ngx_social_pg_main_conf_t *pmcf)
+{
+    size_t                  len;
+    u_char                 *p;
+    ngx_uint_t              i;
+    ngx_social_pg_stmt_t  **s;
+
+    s = pmcf->stmts.elts;
+    len = 1;
+
+    for (i = 0; i < pmcf->stmts.nelts; i++) {
+        len += sizeof("PREPARE  AS ;\n") - 1 + s[i]->name.len
+               + s[i]->sql.len;
+    }
+
+    p = ngx_pnalloc(cycle->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    pmcf->prepare.data = p;
+
+    for (i = 0; i < pmcf->stmts.nelts; i++) {
+        p = ngx_cpymem(p, "PREPARE ", sizeof("PREPARE ") - 1);
+        p = ngx_cpymem(p, s[i]->name.data, s[i]->name.len);
+        p = ngx_cpymem(p, " AS ", sizeof(" AS ") - 1);
+        p = ngx_cpymem(p, s[i]->sql.data, s[i]->sql.len);
+        p = ngx_cpymem(p, ";\n", sizeof(";\n") - 1);
+    }
+
+    *p = '\0';
+    pmcf->prepare.len = p - pmcf->prepare.data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_social_pg_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                  i, j;
+    ngx_social_pg_pool_t       *pool;
+    ngx_social_pg_conn_t       *conn;
+    ngx_social_pg_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_social_pg_module);
+
+    if (pmcf == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_social_pg_conf = pmcf;
+
+    if (pmcf->npools == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_social_pg_build_prepare(cycle, pmcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < pmcf->npools; i++) {
+        pool = &pmcf->pools[i];
+
+        ngx_queue_init(&pool->waiting);
+        ngx_queue_init(&pool->free);
+
+        pool->nconns = pmcf->pool_size;
+        pool->conns = ngx_pcalloc(cycle->pool,
+                                  pool->nconns * sizeof(ngx_social_pg_conn_t));
+        if (pool->conns == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (j = 0; j < pool->nconns; j++) {
+            conn = &pool->conns[j];
+            conn->pool = pool;
+            conn->timer.handler = ngx_social_pg_timer_handler;
+            conn->timer.data = conn;
+            conn->timer.log = cycle->log;
+            conn->timer.cancelable = 1;
+
+            ngx_social_pg_connect(conn);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_social_pg_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t              i, j;
+    ngx_queue_t            *qu;
+    ngx_social_pg_pool_t   *pool;
+    ngx_social_pg_conn_t   *conn;
+    ngx_social_pg_query_t  *q;
+
+    if (ngx_social_pg_conf == NULL) {
+        return;
+    }
+
+    for (i = 0; i < ngx_social_pg_conf->npools; i++) {
+        pool = &ngx_social_pg_conf->pools[i];
+
+        for (j = 0; j < pool->nconns; j++) {
+            conn = &pool->conns[j];
+
+            if (conn->timer.timer_set) {
+                ngx_del_timer(&conn->timer);
+            }
+
+            if (conn->c != NULL) {
+                ngx_social_pg_close(conn);
+            }
+
+            if (conn->res != NULL) {
+                PQclear(conn->res);
+            }
+
+            if (conn->pg != NULL) {
+                PQfinish(conn->pg);
+            }
+
+            if (conn->query != NULL) {
+                conn->query->r = NULL;
+                ngx_social_pg_free_query(conn->query);
+            }
+        }
+
+        while (!ngx_queue_empty(&pool->waiting)) {
+            qu = ngx_queue_head(&pool->waiting);
+            q = ngx_queue_data(qu, ngx_social_pg_query_t, queue);
+            q->r = NULL;
+            ngx_social_pg_free_query(q);
+        }
+
+        while (!ngx_queue_empty(&pool->free)) {
+            qu = ngx_queue_head(&pool->free);
+            ngx_queue_remove(qu);
+            ngx_free(ngx_queue_data(qu, ngx_social_pg_query_t, queue));
+        }
+    }
+
+    ngx_social_pg_conf = NULL;
+}

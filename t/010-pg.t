@@ -1,0 +1,150 @@
+# The PostgreSQL adapter: parameters, pool and queue, timeouts, aborted
+# clients, lost connections and a PostgreSQL outage, through the test
+# module's /t/pg/ routes on the drop-in configuration.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/common";
+
+use IO::Socket::INET;
+use Test::More;
+use Time::HiRes qw(time sleep);
+use Social::Test;
+
+binmode Test::More->builder->$_, ":encoding(UTF-8)" for qw(output failure_output todo_output);
+
+sub backends {
+    return psql("SELECT count(*) FROM pg_stat_activity "
+                . "WHERE application_name = 'ngx_social'");
+}
+
+sub burst {
+    my ($n) = @_;
+    my @st = parallel($n, sub { (api('GET', '/t/pg/sleep?s=0'))[0] });
+    return scalar grep { $_ == 200 } @st;
+}
+
+start_nginx(replace => {
+    'social_pg_pool_size 8' => 'social_pg_pool_size 2',
+    'social_pg_queue_size 1024' => 'social_pg_queue_size 4',
+    'social_pg_queue_timeout 2s' => 'social_pg_queue_timeout 5s',
+    'social_pg_query_timeout 5s' => 'social_pg_query_timeout 1500ms',
+});
+
+subtest 'parameters of every type round-trip as data' => sub {
+    my $evil = "x'); DROP TABLE users; -- \\\" \$1 \x{e9}\x{1F600}";
+    my ($st, $j) = api('POST', '/t/pg/echo', {
+        bigint => '9223372036854775807', text => $evil, bool => JSON::PP::true,
+        int => -42, ts => '2026-11-25T10:00:00.123Z', float => 1.5,
+        null => undef,
+    });
+    is($st, 200, 'status');
+    is($j->{bigint}, '9223372036854775807', 'bigint');
+    is($j->{text}, $evil, 'text with quotes, escapes and non-ASCII');
+    ok($j->{bool}, 'boolean');
+    is($j->{int}, -42, 'integer');
+    is($j->{ts}, '2026-11-25T10:00:00.123Z', 'timestamptz');
+    is($j->{float}, 1.5, 'float');
+    ok(exists $j->{null} && !defined $j->{null}, 'NULL');
+    is(psql("SELECT count(*) FROM pg_tables WHERE tablename = 'users'"), 1,
+       'the table is still there');
+
+    ($st, $j) = api('POST', '/t/pg/echo', { bigint => 'not a number' });
+    is($st, 404, 'a malformed id is 404');
+};
+
+subtest 'more requests than connections queue, past the queue 503' => sub {
+    my @st = parallel(6, sub { (api('GET', '/t/pg/sleep?s=0.5'))[0] });
+    is_deeply([sort @st], [(200) x 6], '2 run, 4 wait and then run');
+
+    my $t0 = time;
+    @st = parallel(10, sub {
+        my ($st, $j) = api('GET', '/t/pg/sleep?s=1');
+        return [$st, $st == 503 ? $j->{error}{code} : ''];
+    });
+    my @ok = grep { $_->[0] == 200 } @st;
+    my @refused = grep { $_->[0] == 503 } @st;
+    is(scalar @ok, 6, '6 served (2 running + 4 queued)');
+    is(scalar @refused, 4, '4 refused');
+    is($refused[0][1], 'unavailable', 'with the contract error code');
+};
+
+subtest 'a query past its timeout answers 503 and the pool recovers' => sub {
+    my $t0 = time;
+    my ($st, $j) = api('GET', '/t/pg/sleep?s=5');
+    my $took = time - $t0;
+    is($st, 503, 'status');
+    is($j->{error}{code}, 'unavailable', 'unavailable');
+    ok($took < 3, "answered at the timeout, not at the end ($took s)");
+    is(burst(8), 8, 'a following burst is served');
+};
+
+subtest 'clients that go away mid-query leave the pool whole' => sub {
+    error_log_mark();
+    for (1 .. 6) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1:' . nginx_port())
+            or die "connect: $!";
+        print {$s} "GET /t/pg/sleep?s=0.3 HTTP/1.1\r\nHost: x\r\n\r\n";
+        close $s;
+    }
+    ok(wait_until(sub {
+        psql("SELECT count(*) FROM pg_stat_activity WHERE application_name "
+             . "= 'ngx_social' AND state = 'active'") == 0 }, 5),
+       'the abandoned queries ended');
+    is(burst(6), 6, 'a burst the size of pool and queue is served');
+    is(backends(), 2, 'still exactly pool-size connections');
+    ok(!grep({ /\[(error|alert|crit)\]/ } error_log_since()),
+       'nothing went wrong on the way');
+};
+
+subtest 'a transaction commits both rows or neither' => sub {
+    my $u = 'tx' . int(rand(1e9));
+    my ($st) = api('POST', '/t/pg/tx', { username => $u, email => "$u\@x" });
+    is($st, 201, 'committed');
+    is((api('GET', "/t/pg/user?username=${u}_2"))[0], 200, 'second row');
+
+    my $v = 'tx' . int(rand(1e9));
+    ($st) = api('POST', '/t/pg/tx',
+                { username => $v, email => "$v\@x", fail => JSON::PP::true });
+    is($st, 409, 'the second insert conflicts');
+    is((api('GET', "/t/pg/user?username=$v"))[0], 404,
+       'the first insert was rolled back');
+    is(psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+            . "'ngx_social' AND state LIKE 'idle in transaction%'"), 0,
+       'no connection left inside a transaction');
+};
+
+subtest 'terminated backends are replaced' => sub {
+    psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+         . "WHERE application_name = 'ngx_social'");
+    ok(wait_until(sub { backends() == 2 }, 5), 'reconnected');
+    is(burst(6), 6, 'requests succeed');
+};
+
+subtest 'PostgreSQL down: fast 503; back up: recovery without restart' => sub {
+    pg_server('stop');
+    my @res = parallel(4, sub {
+        my $t0 = time;
+        my ($st, $j) = api('GET', '/t/pg/sleep?s=0');
+        return [$st, time - $t0];
+    });
+    is_deeply([map { $_->[0] } @res], [(503) x 4], 'every request 503');
+    ok(!grep({ $_->[1] > 2 } @res), 'each within the timeout');
+
+    my ($st, $j) = api('GET', '/readyz');
+    is($st, 503, '/readyz is 503');
+    is($j->{postgresql}, 'down', 'and names PostgreSQL');
+    is((api('GET', '/healthz'))[0], 200, '/healthz stays 200');
+
+    pg_server('start');
+    ok(wait_until(sub { (api('GET', '/t/pg/sleep?s=0'))[0] == 200 }, 10),
+       'served again once PostgreSQL is back');
+    is(burst(6), 6, 'and under concurrency');
+    ($st, $j) = api('GET', '/readyz');
+    is($st, 200, '/readyz is 200 again');
+    is($j->{postgresql}, 'ok', 'PostgreSQL ok');
+};
+
+stop_nginx();
+done_testing();
