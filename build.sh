@@ -46,6 +46,7 @@ usage: ./build.sh COMMAND [ARGS]
   test [--memcheck] [t/FILE.t ...]
                     the test suite against a throw-away PostgreSQL
                     and Redis; --memcheck runs nginx under valgrind
+  bench [NAME ...]  the benchmarks in bench/ (all by default)
 EOF
 }
 
@@ -336,28 +337,18 @@ test_teardown() {
     rm -rf "$TEST_TMP"
 }
 
-cmd_test() {
-    local memcheck=0 files=() rc=0 pgdata so mods=""
-    while [ $# -gt 0 ]; do
-        case $1 in
-            --memcheck) memcheck=1 ;;
-            -*) die "unknown test option: $1" ;;
-            *) files+=("$1") ;;
-        esac
-        shift
-    done
-    [ ${#files[@]} -gt 0 ] || files=("$ROOT"/t/*.t)
+# A throw-away PostgreSQL and Redis, migrated, for tests and benchmarks,
+# torn down on exit; the environment tells the suites where they are.
+scratch_services() {    # test | bench
+    local mode=$1 pgdata so mods=""
 
-    cmd_deps
-    cmd_build
-
-    TEST_TMP=$(mktemp -d /tmp/ngx-social-test.XXXXXX)
+    TEST_TMP=$(mktemp -d /tmp/ngx-social-$mode.XXXXXX)
     chmod 755 "$TEST_TMP"
     trap test_teardown EXIT
 
     pgdata=$TEST_TMP/pg
     printf '%s\n' "$pgdata" >"$TEST_TMP/pgdata"
-    pg_start "$pgdata" "$TEST_PG_PORT" "$TEST_TMP/postgresql.log" test
+    pg_start "$pgdata" "$TEST_PG_PORT" "$TEST_TMP/postgresql.log" "$mode"
     redis_start "$TEST_TMP/redis" "$TEST_REDIS_PORT" no
     migrate_at "$TEST_PG_PORT"
 
@@ -370,10 +361,27 @@ cmd_test() {
     export TEST_NGINX_PG_PORT=$TEST_PG_PORT
     export TEST_NGINX_PG_DATA=$pgdata
     export TEST_NGINX_PG_LOG=$TEST_TMP/postgresql.log
-    TEST_NGINX_PG_OPTS=$(pg_opts "$pgdata" "$TEST_PG_PORT" test)
+    TEST_NGINX_PG_OPTS=$(pg_opts "$pgdata" "$TEST_PG_PORT" "$mode")
     export TEST_NGINX_PG_OPTS
     export TEST_NGINX_REDIS_PORT=$TEST_REDIS_PORT
     export TEST_NGINX_PORT=${TEST_NGINX_PORT:-1984}
+}
+
+cmd_test() {
+    local memcheck=0 files=() rc=0
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --memcheck) memcheck=1 ;;
+            -*) die "unknown test option: $1" ;;
+            *) files+=("$1") ;;
+        esac
+        shift
+    done
+    [ ${#files[@]} -gt 0 ] || files=("$ROOT"/t/*.t)
+
+    cmd_deps
+    cmd_build
+    scratch_services test
 
     if [ $memcheck -eq 1 ]; then
         mkdir -p "$TEST_TMP/valgrind"
@@ -402,6 +410,32 @@ cmd_test() {
     return $rc
 }
 
+# --------------------------------------------------------------- bench
+
+# ./build.sh bench [NAME ...]: bench/NAME.sh against scratch servers with
+# production durability settings; each prints its figures.
+cmd_bench() {
+    local names=("$@") n rc=0
+    if [ ${#names[@]} -eq 0 ]; then
+        for n in "$ROOT"/bench/*.sh; do
+            [ "$(basename "$n")" = lib.sh ] || names+=("$(basename "$n" .sh)")
+        done
+    fi
+    for n in "${names[@]}"; do
+        [ -f "$ROOT/bench/$n.sh" ] || die "no benchmark bench/$n.sh"
+    done
+
+    cmd_deps
+    cmd_build
+    scratch_services bench
+
+    for n in "${names[@]}"; do
+        log "bench $n"
+        bash "$ROOT/bench/$n.sh" || rc=$?
+    done
+    return $rc
+}
+
 # ---------------------------------------------------------------- main
 
 [ $# -gt 0 ] || { usage; exit 1; }
@@ -414,6 +448,7 @@ case $command in
     run)     cmd_run "$@" ;;
     stop)    cmd_stop ;;
     test)    cmd_test "$@" ;;
+    bench)   cmd_bench "$@" ;;
     -h|--help|help) usage ;;
     *)       usage; exit 1 ;;
 esac
