@@ -1,13 +1,20 @@
 /*
- * ngx_social_pg: libpq in nonblocking mode on nginx's event loop.
+ * ngx_social_pg: libpq in nonblocking pipeline mode on nginx's event loop.
  *
  * Per worker, a pool of connections (and optionally one to a read-only
  * replica).  Each connection's socket is wrapped in an nginx connection,
  * registered level-triggered, so PQconsumeInput()/PQflush() are driven by
- * its read and write events and nothing is lost between wakeups.  One
- * query runs per connection at a time; requests that find every connection
- * busy wait in a bounded FIFO.  Every statement is prepared on connect with
- * one multi-statement PREPARE batch, so each query is one round trip.
+ * its read and write events and nothing is lost between wakeups.  Every
+ * statement is prepared on connect with one multi-statement PREPARE batch.
+ *
+ * Connections run in pipeline mode: many queries of many requests are in
+ * flight on one connection, read-only ones sent in one write per turn of
+ * the event loop and closed by one Sync.  Statements between two Syncs run
+ * in one implicit transaction, so a write always ends its segment: it is
+ * acknowledged only when its own Sync arrives (committed), and an error of
+ * another request's statement can only abort (never roll back) it.  An
+ * aborted statement was not executed and is sent again.  Requests that find
+ * every connection at its pipeline depth wait in a bounded FIFO.
  */
 
 #include "ngx_social_core_module.h"
@@ -21,18 +28,16 @@ typedef enum {
     NGX_SOCIAL_PG_DOWN = 0,        /* waiting for the reconnect timer */
     NGX_SOCIAL_PG_CONNECTING,
     NGX_SOCIAL_PG_PREPARING,
-    NGX_SOCIAL_PG_IDLE,
-    NGX_SOCIAL_PG_BUSY,
-    NGX_SOCIAL_PG_PINNED           /* idle inside a transaction */
+    NGX_SOCIAL_PG_READY            /* in pipeline mode */
 } ngx_social_pg_state_e;
 
 
 typedef enum {
-    NGX_SOCIAL_PG_PHASE_STMT = 0,
-    NGX_SOCIAL_PG_PHASE_BEGIN,
-    NGX_SOCIAL_PG_PHASE_COMMIT,
-    NGX_SOCIAL_PG_PHASE_ROLLBACK
-} ngx_social_pg_phase_e;
+    NGX_SOCIAL_PG_STMT = 0,
+    NGX_SOCIAL_PG_BEGIN,
+    NGX_SOCIAL_PG_COMMIT,
+    NGX_SOCIAL_PG_ROLLBACK
+} ngx_social_pg_kind_e;
 
 
 typedef struct ngx_social_pg_pool_s   ngx_social_pg_pool_t;
@@ -41,19 +46,26 @@ typedef struct ngx_social_pg_query_s  ngx_social_pg_query_t;
 
 
 struct ngx_social_pg_query_s {
-    ngx_queue_t                 queue;     /* waiting or free list */
+    ngx_queue_t                 queue;     /* waiting, in flight, or free */
     ngx_social_pg_pool_t       *pool;
+    ngx_social_pg_conn_t       *conn;      /* while in flight */
     ngx_http_request_t         *r;         /* NULL once r is gone */
     ngx_http_cleanup_t         *cleanup;
-    ngx_social_pg_tx_t         *tx;
+    ngx_social_pg_tx_t         *tx;        /* valid only while r is */
     ngx_social_pg_stmt_t       *stmt;
-    const char                **values;    /* from r->pool, sent at start */
+    ngx_social_pg_kind_e        kind;
+    const char                **values;    /* from r->pool */
     int                         nparams;
-    ngx_social_pg_phase_e       phase;
     ngx_social_pg_handler_pt    handler;
     void                       *data;
     ngx_event_t                 timer;     /* queue wait, then query */
-    ngx_uint_t                  waiting;   /* in pool->waiting */
+    PGresult                   *res;       /* held until its Sync */
+
+    unsigned                    waiting:1; /* in pool->waiting */
+    unsigned                    sync:1;    /* a Sync follows it */
+    unsigned                    done:1;    /* its results have ended */
+    unsigned                    aborted:1; /* not executed */
+    unsigned                    retried:1;
 };
 
 
@@ -62,10 +74,14 @@ struct ngx_social_pg_conn_s {
     PGconn                     *pg;
     ngx_connection_t           *c;
     ngx_social_pg_state_e       state;
-    ngx_social_pg_query_t      *query;     /* in flight */
-    PGresult                   *res;       /* its first result */
-    ngx_social_pg_tx_t         *tx;        /* pinned transaction */
-    ngx_uint_t                  rollback;  /* tx abandoned mid-query */
+    ngx_queue_t                 inflight;  /* in the order sent */
+    ngx_queue_t                *current;   /* first whose results continue */
+    ngx_uint_t                  ninflight;
+    ngx_uint_t                  open;      /* sent since the last Sync */
+    ngx_event_t                 sync;      /* posted: Sync the open ones */
+    PGresult                   *res;       /* of the PREPARE batch */
+    ngx_social_pg_tx_t         *tx;        /* pinned by a transaction */
+    ngx_uint_t                  rollback;  /* an abandoned one rolls back */
     ngx_uint_t                  flushing;
     ngx_event_t                 timer;     /* connect, or reconnect */
     ngx_msec_t                  backoff;
@@ -78,7 +94,7 @@ struct ngx_social_pg_pool_s {
     ngx_str_t                   hostaddr;  /* resolved at config time */
     ngx_social_pg_conn_t       *conns;
     ngx_uint_t                  nconns;
-    ngx_uint_t                  up;        /* IDLE, BUSY or PINNED */
+    ngx_uint_t                  up;        /* READY connections */
     ngx_uint_t                  failed;    /* last connect failed */
     ngx_queue_t                 waiting;
     ngx_uint_t                  nwaiting;
@@ -98,6 +114,7 @@ typedef struct {
     ngx_str_t                   conninfo;
     ngx_str_t                   replica;
     ngx_uint_t                  pool_size;
+    ngx_uint_t                  depth;
     ngx_uint_t                  queue_size;
     ngx_msec_t                  queue_timeout;
     ngx_msec_t                  query_timeout;
@@ -110,31 +127,43 @@ typedef struct {
 } ngx_social_pg_main_conf_t;
 
 
+#define ngx_social_pg_exclusive(conn)  ((conn)->tx || (conn)->rollback)
+
+
+static ngx_social_pg_query_t *ngx_social_pg_alloc(ngx_social_pg_pool_t *pool);
 static void ngx_social_pg_connect(ngx_social_pg_conn_t *conn);
 static ngx_int_t ngx_social_pg_wrap(ngx_social_pg_conn_t *conn);
 static void ngx_social_pg_connect_poll(ngx_social_pg_conn_t *conn);
 static void ngx_social_pg_prepare(ngx_social_pg_conn_t *conn);
+static void ngx_social_pg_prepared(ngx_social_pg_conn_t *conn);
 static void ngx_social_pg_notice(void *arg, const char *message);
 static ngx_str_t *ngx_social_pg_message(const char *message, ngx_str_t *s);
 static void ngx_social_pg_read_handler(ngx_event_t *ev);
 static void ngx_social_pg_write_handler(ngx_event_t *ev);
 static void ngx_social_pg_timer_handler(ngx_event_t *ev);
+static void ngx_social_pg_sync_handler(ngx_event_t *ev);
 static ngx_int_t ngx_social_pg_flush(ngx_social_pg_conn_t *conn);
 static ngx_int_t ngx_social_pg_want_write(ngx_social_pg_conn_t *conn,
     ngx_uint_t on);
+static ngx_int_t ngx_social_pg_sync(ngx_social_pg_conn_t *conn);
 static void ngx_social_pg_collect(ngx_social_pg_conn_t *conn);
-static void ngx_social_pg_done(ngx_social_pg_conn_t *conn);
-static void ngx_social_pg_up(ngx_social_pg_conn_t *conn);
+static void ngx_social_pg_segment_done(ngx_social_pg_conn_t *conn);
+static void ngx_social_pg_complete(ngx_social_pg_conn_t *conn,
+    ngx_social_pg_query_t *q);
 static void ngx_social_pg_fail(ngx_social_pg_conn_t *conn,
-    ngx_social_pg_status_e status, ngx_uint_t backoff);
+    ngx_social_pg_query_t *culprit, ngx_uint_t backoff);
 static void ngx_social_pg_close(ngx_social_pg_conn_t *conn);
 static ngx_int_t ngx_social_pg_send(ngx_social_pg_conn_t *conn,
     ngx_social_pg_query_t *q);
-static void ngx_social_pg_start(ngx_social_pg_conn_t *conn,
+static ngx_int_t ngx_social_pg_start(ngx_social_pg_conn_t *conn,
     ngx_social_pg_query_t *q);
+static ngx_int_t ngx_social_pg_internal(ngx_social_pg_conn_t *conn,
+    ngx_social_pg_kind_e kind);
 static void ngx_social_pg_dispatch(ngx_social_pg_pool_t *pool);
-static ngx_social_pg_conn_t *ngx_social_pg_idle_conn(
-    ngx_social_pg_pool_t *pool);
+static ngx_social_pg_conn_t *ngx_social_pg_free_conn(
+    ngx_social_pg_pool_t *pool, ngx_social_pg_query_t *q);
+static void ngx_social_pg_wait(ngx_social_pg_pool_t *pool,
+    ngx_social_pg_query_t *q, ngx_uint_t front);
 static void ngx_social_pg_finish(ngx_social_pg_query_t *q,
     ngx_social_pg_status_e status, PGresult *res);
 static void ngx_social_pg_deliver(ngx_social_pg_query_t *q,
@@ -158,8 +187,9 @@ static void ngx_social_pg_exit_process(ngx_cycle_t *cycle);
 static ngx_social_pg_stats_t        ngx_social_pg_stats;
 static ngx_social_pg_main_conf_t   *ngx_social_pg_conf;
 
-static ngx_str_t  ngx_social_pg_begin_sql = ngx_string("BEGIN");
-static ngx_str_t  ngx_social_pg_rollback_sql = ngx_string("ROLLBACK");
+static const char  *ngx_social_pg_internal_sql[] = {
+    NULL, "BEGIN", "COMMIT", "ROLLBACK"
+};
 
 static ngx_social_pg_stmt_t  ngx_social_pg_commit_stmt = {
     ngx_string("commit"), ngx_string("COMMIT"), 0
@@ -190,6 +220,14 @@ static ngx_command_t  ngx_social_pg_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_social_pg_main_conf_t, pool_size),
+      NULL },
+
+    /* queries in flight on one connection */
+    { ngx_string("social_pg_pipeline_depth"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_social_pg_main_conf_t, depth),
       NULL },
 
     /* queries that may wait for a connection; past it: 503 at once */
@@ -307,7 +345,6 @@ ngx_social_pg_query(ngx_http_request_t *r, ngx_social_pg_tx_t *tx,
 {
     u_char                 *p;
     ngx_uint_t              i;
-    ngx_queue_t            *qu;
     ngx_social_pg_pool_t   *pool;
     ngx_social_pg_conn_t   *conn;
     ngx_social_pg_query_t  *q;
@@ -324,30 +361,18 @@ ngx_social_pg_query(ngx_http_request_t *r, ngx_social_pg_tx_t *tx,
     /* a transaction runs on the primary */
     pool = tx ? &ngx_social_pg_conf->pools[0] : ngx_social_pg_pick(stmt);
 
-    if (!ngx_queue_empty(&pool->free)) {
-        qu = ngx_queue_head(&pool->free);
-        ngx_queue_remove(qu);
-        q = ngx_queue_data(qu, ngx_social_pg_query_t, queue);
-
-    } else {
-        q = ngx_alloc(sizeof(ngx_social_pg_query_t), ngx_cycle->log);
-        if (q == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    q = ngx_social_pg_alloc(pool);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(q, sizeof(ngx_social_pg_query_t));
-
-    q->pool = pool;
-    q->r = r;
     q->tx = tx;
     q->stmt = stmt;
+    q->kind = (stmt == &ngx_social_pg_commit_stmt) ? NGX_SOCIAL_PG_COMMIT
+                                                   : NGX_SOCIAL_PG_STMT;
     q->handler = handler;
     q->data = data;
     q->nparams = (int) nparams;
-    q->timer.handler = ngx_social_pg_query_timeout;
-    q->timer.data = q;
-    q->timer.log = ngx_cycle->log;
 
     q->values = ngx_palloc(r->pool, (nparams + 1) * sizeof(char *));
     if (q->values == NULL) {
@@ -379,27 +404,32 @@ ngx_social_pg_query(ngx_http_request_t *r, ngx_social_pg_tx_t *tx,
 
     q->cleanup->handler = ngx_social_pg_query_cleanup;
     q->cleanup->data = q;
+    q->r = r;
 
     ngx_social_pg_stats.queries++;
 
     /* held until the handler runs: the handler finalizes once */
     r->main->count++;
 
-    if (tx && (tx->lost || tx->conn)) {
-        if (tx->lost || tx->conn->state != NGX_SOCIAL_PG_PINNED) {
-            /* its connection failed, or a query of it still runs */
-            ngx_social_pg_deliver(q, NGX_SOCIAL_PG_UNAVAILABLE, NULL);
-            return NGX_DONE;
-        }
-
-        ngx_social_pg_start(tx->conn, q);
+    if (tx && tx->lost) {
+        ngx_social_pg_deliver(q, NGX_SOCIAL_PG_UNAVAILABLE, NULL);
         return NGX_DONE;
     }
 
-    conn = ngx_social_pg_idle_conn(pool);
+    if (tx && tx->conn) {
+        conn = tx->conn;
+
+    } else {
+        /* nobody overtakes a query already waiting */
+        conn = ngx_queue_empty(&pool->waiting)
+               ? ngx_social_pg_free_conn(pool, q) : NULL;
+    }
 
     if (conn != NULL) {
-        ngx_social_pg_start(conn, q);
+        if (ngx_social_pg_start(conn, q) != NGX_OK) {
+            ngx_social_pg_deliver(q, NGX_SOCIAL_PG_UNAVAILABLE, NULL);
+        }
+
         return NGX_DONE;
     }
 
@@ -411,16 +441,13 @@ ngx_social_pg_query(ngx_http_request_t *r, ngx_social_pg_tx_t *tx,
         return NGX_DONE;
     }
 
-    ngx_queue_insert_tail(&pool->waiting, &q->queue);
-    pool->nwaiting++;
-    q->waiting = 1;
-    ngx_add_timer(&q->timer, ngx_social_pg_conf->queue_timeout);
+    ngx_social_pg_wait(pool, q, 0);
 
     return NGX_DONE;
 
 failed:
 
-    ngx_queue_insert_head(&pool->free, &q->queue);
+    ngx_social_pg_free_query(q);
     return NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
 
@@ -537,6 +564,7 @@ void
 ngx_social_pg_get_stats(ngx_social_pg_stats_t *stats)
 {
     ngx_uint_t             i, j;
+    ngx_social_pg_conn_t  *conn;
     ngx_social_pg_pool_t  *pool;
 
     *stats = ngx_social_pg_stats;
@@ -550,18 +578,20 @@ ngx_social_pg_get_stats(ngx_social_pg_stats_t *stats)
         stats->queued += pool->nwaiting;
 
         for (j = 0; j < pool->nconns; j++) {
-            switch (pool->conns[j].state) {
-            case NGX_SOCIAL_PG_IDLE:
-                stats->idle++;
-                stats->connections++;
-                break;
-            case NGX_SOCIAL_PG_BUSY:
-            case NGX_SOCIAL_PG_PINNED:
+            conn = &pool->conns[j];
+
+            if (conn->state != NGX_SOCIAL_PG_READY) {
+                continue;
+            }
+
+            stats->connections++;
+            stats->inflight += conn->ninflight;
+
+            if (conn->ninflight || ngx_social_pg_exclusive(conn)) {
                 stats->busy++;
-                stats->connections++;
-                break;
-            default:
-                break;
+
+            } else {
+                stats->idle++;
             }
         }
     }
@@ -569,6 +599,35 @@ ngx_social_pg_get_stats(ngx_social_pg_stats_t *stats)
 
 
 /* -------------------------------------------------------- connections */
+
+
+static ngx_social_pg_query_t *
+ngx_social_pg_alloc(ngx_social_pg_pool_t *pool)
+{
+    ngx_queue_t            *qu;
+    ngx_social_pg_query_t  *q;
+
+    if (!ngx_queue_empty(&pool->free)) {
+        qu = ngx_queue_head(&pool->free);
+        ngx_queue_remove(qu);
+        q = ngx_queue_data(qu, ngx_social_pg_query_t, queue);
+
+    } else {
+        q = ngx_alloc(sizeof(ngx_social_pg_query_t), ngx_cycle->log);
+        if (q == NULL) {
+            return NULL;
+        }
+    }
+
+    ngx_memzero(q, sizeof(ngx_social_pg_query_t));
+
+    q->pool = pool;
+    q->timer.handler = ngx_social_pg_query_timeout;
+    q->timer.data = q;
+    q->timer.log = ngx_cycle->log;
+
+    return q;
+}
 
 
 static void
@@ -605,14 +664,14 @@ ngx_social_pg_connect(ngx_social_pg_conn_t *conn)
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "social: PostgreSQL %V: connect failed: %V",
                       &pool->name, &msg);
-        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 1);
+        ngx_social_pg_fail(conn, NULL, 1);
         return;
     }
 
     PQsetNoticeProcessor(conn->pg, ngx_social_pg_notice, conn);
 
     if (PQsetnonblocking(conn->pg, 1) != 0 || ngx_social_pg_wrap(conn)) {
-        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 1);
+        ngx_social_pg_fail(conn, NULL, 1);
         return;
     }
 
@@ -620,7 +679,7 @@ ngx_social_pg_connect(ngx_social_pg_conn_t *conn)
     ngx_add_timer(&conn->timer, ngx_social_pg_conf->connect_timeout);
 
     if (ngx_social_pg_want_write(conn, 1) != NGX_OK) {
-        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 1);
+        ngx_social_pg_fail(conn, NULL, 1);
     }
 }
 
@@ -704,12 +763,14 @@ ngx_social_pg_connect_poll(ngx_social_pg_conn_t *conn)
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "social: PostgreSQL %V: connect failed: %V",
                       &conn->pool->name, &msg);
-        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 1);
+        ngx_social_pg_fail(conn, NULL, 1);
     }
 }
 
 
 /* every declared statement, prepared in one round trip */
+
+/* every declared statement, prepared in one round trip before pipelining */
 
 static void
 ngx_social_pg_prepare(ngx_social_pg_conn_t *conn)
@@ -719,7 +780,7 @@ ngx_social_pg_prepare(ngx_social_pg_conn_t *conn)
     conn->state = NGX_SOCIAL_PG_PREPARING;
 
     if (ngx_social_pg_conf->prepare.len == 0) {
-        ngx_social_pg_up(conn);
+        ngx_social_pg_prepared(conn);
         return;
     }
 
@@ -730,8 +791,44 @@ ngx_social_pg_prepare(ngx_social_pg_conn_t *conn)
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "social: PostgreSQL %V: prepare failed: %V",
                       &conn->pool->name, &msg);
-        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 1);
+        ngx_social_pg_fail(conn, NULL, 1);
     }
+}
+
+
+static void
+ngx_social_pg_prepared(ngx_social_pg_conn_t *conn)
+{
+    ngx_str_t              msg;
+    ngx_social_pg_pool_t  *pool;
+
+    pool = conn->pool;
+
+    if (!PQenterPipelineMode(conn->pg)) {
+        ngx_social_pg_message(PQerrorMessage(conn->pg), &msg);
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "social: PostgreSQL %V: pipeline mode failed: %V",
+                      &pool->name, &msg);
+        ngx_social_pg_fail(conn, NULL, 1);
+        return;
+    }
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    if (pool->up == 0) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "social: PostgreSQL %V: connected", &pool->name);
+    }
+
+    conn->state = NGX_SOCIAL_PG_READY;
+    conn->backoff = 0;
+    conn->c->idle = 1;
+    pool->up++;
+    pool->failed = 0;
+
+    ngx_social_pg_dispatch(pool);
 }
 
 
@@ -780,7 +877,7 @@ ngx_social_pg_read_handler(ngx_event_t *ev)
     conn = c->data;
 
     if (c->close) {
-        /* a graceful shutdown closes idle connections */
+        /* a graceful shutdown closes the idle connections */
         ngx_social_pg_close(conn);
         PQfinish(conn->pg);
         conn->pg = NULL;
@@ -796,19 +893,18 @@ ngx_social_pg_read_handler(ngx_event_t *ev)
 
     if (!PQconsumeInput(conn->pg)) {
         /* an idle connection closed by the server is less alarming */
-        level = (conn->state == NGX_SOCIAL_PG_IDLE) ? NGX_LOG_WARN
-                                                    : NGX_LOG_ERR;
+        level = (conn->ninflight == 0) ? NGX_LOG_WARN : NGX_LOG_ERR;
         ngx_social_pg_message(PQerrorMessage(conn->pg), &msg);
         ngx_log_error(level, ngx_cycle->log, 0,
                       "social: PostgreSQL %V: connection lost: %V",
                       &conn->pool->name, &msg);
 
-        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 0);
+        ngx_social_pg_fail(conn, NULL, 0);
         return;
     }
 
     if (conn->flushing && ngx_social_pg_flush(conn) != NGX_OK) {
-        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 0);
+        ngx_social_pg_fail(conn, NULL, 0);
         return;
     }
 
@@ -831,7 +927,7 @@ ngx_social_pg_write_handler(ngx_event_t *ev)
     }
 
     if (ngx_social_pg_flush(conn) != NGX_OK) {
-        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 0);
+        ngx_social_pg_fail(conn, NULL, 0);
     }
 }
 
@@ -855,7 +951,27 @@ ngx_social_pg_timer_handler(ngx_event_t *ev)
                   "social: PostgreSQL %V: connect timed out",
                   &conn->pool->name);
 
-    ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 1);
+    ngx_social_pg_fail(conn, NULL, 1);
+}
+
+
+/*
+ * Posted once per turn of the event loop when read-only statements were
+ * sent: one Sync (and one write) for all of them.
+ */
+
+static void
+ngx_social_pg_sync_handler(ngx_event_t *ev)
+{
+    ngx_social_pg_conn_t  *conn;
+
+    conn = ev->data;
+
+    if (conn->state == NGX_SOCIAL_PG_READY
+        && ngx_social_pg_sync(conn) != NGX_OK)
+    {
+        ngx_social_pg_fail(conn, NULL, 0);
+    }
 }
 
 
@@ -897,259 +1013,6 @@ ngx_social_pg_want_write(ngx_social_pg_conn_t *conn, ngx_uint_t on)
 }
 
 
-/* reads results while libpq has them; a NULL result ends a command */
-
-static void
-ngx_social_pg_collect(ngx_social_pg_conn_t *conn)
-{
-    PGresult  *res;
-
-    if (conn->state != NGX_SOCIAL_PG_BUSY
-        && conn->state != NGX_SOCIAL_PG_PREPARING)
-    {
-        /* nothing was asked: drop whatever arrives */
-        while (!PQisBusy(conn->pg) && (res = PQgetResult(conn->pg))) {
-            PQclear(res);
-        }
-
-        return;
-    }
-
-    while (!PQisBusy(conn->pg)) {
-        res = PQgetResult(conn->pg);
-
-        if (res == NULL) {
-            ngx_social_pg_done(conn);
-            return;
-        }
-
-        if (conn->res == NULL) {
-            conn->res = res;
-
-        } else if (PQresultStatus(res) == PGRES_FATAL_ERROR) {
-            PQclear(conn->res);
-            conn->res = res;
-
-        } else {
-            PQclear(res);
-        }
-    }
-}
-
-
-/* one command completed: move the connection and its query on */
-
-static void
-ngx_social_pg_done(ngx_social_pg_conn_t *conn)
-{
-    PGresult               *res;
-    ExecStatusType          st;
-    ngx_social_pg_query_t  *q;
-
-    res = conn->res;
-    conn->res = NULL;
-    st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
-
-    if (conn->state == NGX_SOCIAL_PG_PREPARING) {
-        if (st != PGRES_COMMAND_OK) {
-            ngx_log_error(NGX_LOG_EMERG, ngx_cycle->log, 0,
-                          "social: PostgreSQL %V: preparing statements "
-                          "failed: %s", &conn->pool->name,
-                          res ? PQresultErrorMessage(res) : "no result");
-            PQclear(res);
-            ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 1);
-            return;
-        }
-
-        PQclear(res);
-        ngx_social_pg_up(conn);
-        return;
-    }
-
-    q = conn->query;
-
-    if (q == NULL) {
-        /* the rollback of an abandoned transaction ended */
-        PQclear(res);
-        conn->rollback = 0;
-        conn->state = NGX_SOCIAL_PG_IDLE;
-        conn->c->idle = 1;
-        ngx_social_pg_dispatch(conn->pool);
-        return;
-    }
-
-    if (q->phase == NGX_SOCIAL_PG_PHASE_BEGIN && st == PGRES_COMMAND_OK
-        && !conn->rollback)
-    {
-        PQclear(res);
-        q->phase = NGX_SOCIAL_PG_PHASE_STMT;
-
-        if (ngx_social_pg_send(conn, q) != NGX_OK) {
-            ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 0);
-        }
-
-        return;
-    }
-
-    conn->query = NULL;
-
-    if (q->timer.timer_set) {
-        ngx_del_timer(&q->timer);
-    }
-
-    if (conn->rollback) {
-        /* the request went away inside its transaction */
-        ngx_social_pg_free_query(q);
-        PQclear(res);
-
-        if (!PQsendQuery(conn->pg,
-                         (const char *) ngx_social_pg_rollback_sql.data)
-            || ngx_social_pg_flush(conn) != NGX_OK)
-        {
-            ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 0);
-        }
-
-        return;
-    }
-
-    if (conn->tx && q->phase != NGX_SOCIAL_PG_PHASE_COMMIT) {
-        conn->state = NGX_SOCIAL_PG_PINNED;
-
-    } else {
-        if (conn->tx) {
-            conn->tx->conn = NULL;
-            conn->tx = NULL;
-        }
-
-        conn->state = NGX_SOCIAL_PG_IDLE;
-        conn->c->idle = 1;
-    }
-
-    if (st == PGRES_FATAL_ERROR) {
-        ngx_social_pg_stats.errors++;
-        ngx_social_pg_finish(q, NGX_SOCIAL_PG_SQL_ERROR, res);
-
-    } else {
-        ngx_social_pg_finish(q, NGX_SOCIAL_PG_OK, res);
-    }
-
-    PQclear(res);
-
-    if (conn->state == NGX_SOCIAL_PG_IDLE) {
-        ngx_social_pg_dispatch(conn->pool);
-    }
-}
-
-
-static void
-ngx_social_pg_up(ngx_social_pg_conn_t *conn)
-{
-    ngx_social_pg_pool_t  *pool;
-
-    pool = conn->pool;
-
-    if (conn->timer.timer_set) {
-        ngx_del_timer(&conn->timer);
-    }
-
-    if (pool->up == 0) {
-        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
-                      "social: PostgreSQL %V: connected", &pool->name);
-    }
-
-    conn->state = NGX_SOCIAL_PG_IDLE;
-    conn->backoff = 0;
-    conn->c->idle = 1;
-    pool->up++;
-    pool->failed = 0;
-
-    ngx_social_pg_dispatch(pool);
-}
-
-
-/*
- * The connection failed: its query (if any) gets status, the connection
- * is closed and reconnects after a backoff (at once when backoff is 0:
- * a lost or timed-out connection, where the server itself may be fine).
- */
-
-static void
-ngx_social_pg_fail(ngx_social_pg_conn_t *conn, ngx_social_pg_status_e status,
-    ngx_uint_t backoff)
-{
-    ngx_social_pg_pool_t   *pool;
-    ngx_social_pg_query_t  *q;
-
-    pool = conn->pool;
-
-    if (conn->state == NGX_SOCIAL_PG_IDLE
-        || conn->state == NGX_SOCIAL_PG_BUSY
-        || conn->state == NGX_SOCIAL_PG_PINNED)
-    {
-        pool->up--;
-    }
-
-    if (conn->timer.timer_set) {
-        ngx_del_timer(&conn->timer);
-    }
-
-    if (conn->c != NULL) {
-        ngx_social_pg_close(conn);
-    }
-
-    if (conn->res != NULL) {
-        PQclear(conn->res);
-        conn->res = NULL;
-    }
-
-    if (conn->pg != NULL) {
-        PQfinish(conn->pg);
-        conn->pg = NULL;
-    }
-
-    if (conn->tx != NULL) {
-        conn->tx->conn = NULL;
-        conn->tx->lost = 1;
-        conn->tx = NULL;
-    }
-
-    conn->rollback = 0;
-    conn->flushing = 0;
-    conn->state = NGX_SOCIAL_PG_DOWN;
-
-    q = conn->query;
-    conn->query = NULL;
-
-    if (backoff) {
-        conn->backoff = conn->backoff
-                        ? ngx_min(conn->backoff * 2, NGX_SOCIAL_PG_BACKOFF_MAX)
-                        : NGX_SOCIAL_PG_BACKOFF_MIN;
-        if (pool->up == 0) {
-            pool->failed = 1;
-        }
-
-    } else {
-        conn->backoff = 0;
-    }
-
-    if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
-        ngx_add_timer(&conn->timer, conn->backoff ? conn->backoff : 1);
-    }
-
-    if (q != NULL) {
-        if (q->timer.timer_set) {
-            ngx_del_timer(&q->timer);
-        }
-
-        ngx_social_pg_finish(q, status, NULL);
-    }
-
-    if (pool->up == 0 && pool->failed) {
-        ngx_social_pg_fail_waiting(pool);
-    }
-}
-
-
 /* nginx's side of closing; the socket itself is libpq's to close */
 
 static void
@@ -1188,6 +1051,348 @@ ngx_social_pg_close(ngx_social_pg_conn_t *conn)
 }
 
 
+/* ends the open segment: a Sync after the last statement sent */
+
+static ngx_int_t
+ngx_social_pg_sync(ngx_social_pg_conn_t *conn)
+{
+    ngx_social_pg_query_t  *q;
+
+    if (conn->sync.posted) {
+        ngx_delete_posted_event(&conn->sync);
+    }
+
+    if (conn->open == 0) {
+        return NGX_OK;
+    }
+
+    q = ngx_queue_data(ngx_queue_last(&conn->inflight), ngx_social_pg_query_t,
+                       queue);
+    q->sync = 1;
+    conn->open = 0;
+
+    if (!PQpipelineSync(conn->pg)) {
+        return NGX_ERROR;
+    }
+
+    return ngx_social_pg_flush(conn);
+}
+
+
+/*
+ * Reads results while libpq has them.  Each statement's results end with
+ * a NULL; each segment ends with a PGRES_PIPELINE_SYNC, and only then are
+ * its statements answered (a write is committed by then).
+ */
+
+static void
+ngx_social_pg_collect(ngx_social_pg_conn_t *conn)
+{
+    PGresult               *res;
+    ExecStatusType          st;
+    ngx_social_pg_query_t  *q;
+
+    while (conn->state == NGX_SOCIAL_PG_PREPARING && !PQisBusy(conn->pg)) {
+        res = PQgetResult(conn->pg);
+
+        if (res == NULL) {
+            res = conn->res;
+            conn->res = NULL;
+
+            if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+                ngx_log_error(NGX_LOG_EMERG, ngx_cycle->log, 0,
+                              "social: PostgreSQL %V: preparing statements "
+                              "failed: %s", &conn->pool->name,
+                              res ? PQresultErrorMessage(res) : "no result");
+                PQclear(res);
+                ngx_social_pg_fail(conn, NULL, 1);
+                return;
+            }
+
+            PQclear(res);
+            ngx_social_pg_prepared(conn);
+            return;
+        }
+
+        if (conn->res == NULL || PQresultStatus(res) == PGRES_FATAL_ERROR) {
+            PQclear(conn->res);
+            conn->res = res;
+
+        } else {
+            PQclear(res);
+        }
+    }
+
+    while (conn->state == NGX_SOCIAL_PG_READY && !PQisBusy(conn->pg)) {
+        res = PQgetResult(conn->pg);
+
+        q = (conn->current == ngx_queue_sentinel(&conn->inflight))
+            ? NULL
+            : ngx_queue_data(conn->current, ngx_social_pg_query_t, queue);
+
+        if (res == NULL) {
+            if (q == NULL) {
+                return;
+            }
+
+            q->done = 1;
+            conn->current = ngx_queue_next(conn->current);
+            continue;
+        }
+
+        st = PQresultStatus(res);
+
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            ngx_social_pg_segment_done(conn);
+            continue;
+        }
+
+        if (q == NULL) {
+            PQclear(res);
+            continue;
+        }
+
+        if (st == PGRES_PIPELINE_ABORTED) {
+            q->aborted = 1;
+            PQclear(res);
+            continue;
+        }
+
+        if (q->res == NULL || st == PGRES_FATAL_ERROR) {
+            PQclear(q->res);
+            q->res = res;
+
+        } else {
+            PQclear(res);
+        }
+    }
+}
+
+
+static void
+ngx_social_pg_segment_done(ngx_social_pg_conn_t *conn)
+{
+    ngx_uint_t              last;
+    ngx_queue_t            *qu;
+    ngx_social_pg_query_t  *q;
+
+    do {
+        if (ngx_queue_empty(&conn->inflight)) {
+            break;
+        }
+
+        qu = ngx_queue_head(&conn->inflight);
+        q = ngx_queue_data(qu, ngx_social_pg_query_t, queue);
+
+        ngx_queue_remove(qu);
+        conn->ninflight--;
+        last = q->sync;
+
+        ngx_social_pg_complete(conn, q);
+
+    } while (!last && conn->state == NGX_SOCIAL_PG_READY);
+
+    if (conn->state != NGX_SOCIAL_PG_READY) {
+        return;
+    }
+
+    conn->c->idle = (conn->ninflight == 0 && !ngx_social_pg_exclusive(conn));
+
+    ngx_social_pg_dispatch(conn->pool);
+}
+
+
+/* one statement's segment was synced: its outcome is final */
+
+static void
+ngx_social_pg_complete(ngx_social_pg_conn_t *conn, ngx_social_pg_query_t *q)
+{
+    PGresult  *res;
+
+    if (q->timer.timer_set) {
+        ngx_del_timer(&q->timer);
+    }
+
+    res = q->res;
+    q->res = NULL;
+
+    switch (q->kind) {
+
+    case NGX_SOCIAL_PG_BEGIN:
+    case NGX_SOCIAL_PG_ROLLBACK:
+        if (res == NULL || PQresultStatus(res) != PGRES_COMMAND_OK) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "social: PostgreSQL %V: %s failed: %s",
+                          &conn->pool->name,
+                          ngx_social_pg_internal_sql[q->kind],
+                          res ? PQresultErrorMessage(res) : "aborted");
+        }
+
+        if (q->kind == NGX_SOCIAL_PG_ROLLBACK) {
+            conn->rollback = 0;
+        }
+
+        PQclear(res);
+        ngx_social_pg_free_query(q);
+        return;
+
+    case NGX_SOCIAL_PG_COMMIT:
+        if (conn->tx) {
+            conn->tx->conn = NULL;
+            conn->tx = NULL;
+        }
+
+        break;
+
+    default:
+        break;
+    }
+
+    if (q->aborted && q->r && !q->retried && q->tx == NULL) {
+        /* it was never executed: it runs again */
+        PQclear(res);
+        q->retried = 1;
+        ngx_social_pg_wait(q->pool, q, 1);
+        return;
+    }
+
+    if (res == NULL) {
+        ngx_social_pg_finish(q, NGX_SOCIAL_PG_UNAVAILABLE, NULL);
+        return;
+    }
+
+    if (PQresultStatus(res) == PGRES_FATAL_ERROR) {
+        ngx_social_pg_stats.errors++;
+        ngx_social_pg_finish(q, NGX_SOCIAL_PG_SQL_ERROR, res);
+
+    } else {
+        ngx_social_pg_finish(q, NGX_SOCIAL_PG_OK, res);
+    }
+
+    PQclear(res);
+}
+
+
+/*
+ * The connection failed.  It is closed and reconnects after a backoff (at
+ * once when backoff is 0: a lost or timed-out connection, where the server
+ * itself may be fine).  Of its statements in flight, the culprit of a
+ * timeout answers 503; read-only ones run again elsewhere once; writes,
+ * whose fate is unknown, answer 503.
+ */
+
+static void
+ngx_social_pg_fail(ngx_social_pg_conn_t *conn, ngx_social_pg_query_t *culprit,
+    ngx_uint_t backoff)
+{
+    ngx_queue_t             inflight, *qu;
+    ngx_social_pg_pool_t   *pool;
+    ngx_social_pg_query_t  *q;
+
+    pool = conn->pool;
+
+    if (conn->state == NGX_SOCIAL_PG_READY) {
+        pool->up--;
+    }
+
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    if (conn->sync.posted) {
+        ngx_delete_posted_event(&conn->sync);
+    }
+
+    if (conn->c != NULL) {
+        ngx_social_pg_close(conn);
+    }
+
+    if (conn->res != NULL) {
+        PQclear(conn->res);
+        conn->res = NULL;
+    }
+
+    if (conn->pg != NULL) {
+        PQfinish(conn->pg);
+        conn->pg = NULL;
+    }
+
+    if (conn->tx != NULL) {
+        conn->tx->conn = NULL;
+        conn->tx->lost = 1;
+        conn->tx = NULL;
+    }
+
+    conn->rollback = 0;
+    conn->flushing = 0;
+    conn->open = 0;
+    conn->state = NGX_SOCIAL_PG_DOWN;
+
+    /* take the statements out before calling back into requests */
+
+    ngx_queue_init(&inflight);
+
+    if (!ngx_queue_empty(&conn->inflight)) {
+        ngx_queue_add(&inflight, &conn->inflight);
+        ngx_queue_init(&conn->inflight);
+    }
+
+    conn->ninflight = 0;
+    conn->current = ngx_queue_sentinel(&conn->inflight);
+
+    if (backoff) {
+        conn->backoff = conn->backoff
+                        ? ngx_min(conn->backoff * 2, NGX_SOCIAL_PG_BACKOFF_MAX)
+                        : NGX_SOCIAL_PG_BACKOFF_MIN;
+        if (pool->up == 0) {
+            pool->failed = 1;
+        }
+
+    } else {
+        conn->backoff = 0;
+    }
+
+    if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
+        ngx_add_timer(&conn->timer, conn->backoff ? conn->backoff : 1);
+    }
+
+    /* from the last, so that those put back keep their order */
+
+    while (!ngx_queue_empty(&inflight)) {
+        qu = ngx_queue_last(&inflight);
+        q = ngx_queue_data(qu, ngx_social_pg_query_t, queue);
+        ngx_queue_remove(qu);
+
+        if (q->timer.timer_set) {
+            ngx_del_timer(&q->timer);
+        }
+
+        if (q == culprit) {
+            ngx_social_pg_finish(q, NGX_SOCIAL_PG_TIMEOUT, NULL);
+
+        } else if (q->r && q->kind == NGX_SOCIAL_PG_STMT && !q->retried
+                   && q->tx == NULL && q->stmt->readonly)
+        {
+            q->retried = 1;
+            PQclear(q->res);
+            q->res = NULL;
+            ngx_social_pg_wait(pool, q, 1);
+
+        } else {
+            ngx_social_pg_finish(q, NGX_SOCIAL_PG_UNAVAILABLE, NULL);
+        }
+    }
+
+    if (pool->up == 0 && pool->failed) {
+        ngx_social_pg_fail_waiting(pool);
+
+    } else {
+        ngx_social_pg_dispatch(pool);
+    }
+}
+
+
 /* ------------------------------------------------------------ queries */
 
 
@@ -1197,21 +1402,13 @@ ngx_social_pg_send(ngx_social_pg_conn_t *conn, ngx_social_pg_query_t *q)
     int        ok;
     ngx_str_t  msg;
 
-    switch (q->phase) {
-
-    case NGX_SOCIAL_PG_PHASE_BEGIN:
-        ok = PQsendQuery(conn->pg,
-                         (const char *) ngx_social_pg_begin_sql.data);
-        break;
-
-    case NGX_SOCIAL_PG_PHASE_COMMIT:
-        ok = PQsendQuery(conn->pg,
-                         (const char *) ngx_social_pg_commit_stmt.sql.data);
-        break;
-
-    default:
+    if (q->kind == NGX_SOCIAL_PG_STMT) {
         ok = PQsendQueryPrepared(conn->pg, (const char *) q->stmt->name.data,
                                  q->nparams, q->values, NULL, NULL, 0);
+
+    } else {
+        ok = PQsendQueryParams(conn->pg, ngx_social_pg_internal_sql[q->kind],
+                               0, NULL, NULL, NULL, NULL, 0);
     }
 
     if (!ok) {
@@ -1222,11 +1419,40 @@ ngx_social_pg_send(ngx_social_pg_conn_t *conn, ngx_social_pg_query_t *q)
         return NGX_ERROR;
     }
 
-    return ngx_social_pg_flush(conn);
+    q->conn = conn;
+    q->sync = 0;
+    q->done = 0;
+    q->aborted = 0;
+
+    ngx_queue_insert_tail(&conn->inflight, &q->queue);
+
+    if (conn->current == ngx_queue_sentinel(&conn->inflight)) {
+        conn->current = &q->queue;
+    }
+
+    conn->ninflight++;
+    conn->open++;
+    conn->c->idle = 0;
+
+    /* a write, or anything of a transaction, ends its segment at once */
+
+    if (q->kind != NGX_SOCIAL_PG_STMT || !q->stmt->readonly
+        || ngx_social_pg_exclusive(conn))
+    {
+        return ngx_social_pg_sync(conn);
+    }
+
+    if (!conn->sync.posted) {
+        ngx_post_event(&conn->sync, &ngx_posted_events);
+    }
+
+    return NGX_OK;
 }
 
 
-static void
+/* NGX_ERROR: q was not sent and the connection failed; q is the caller's */
+
+static ngx_int_t
 ngx_social_pg_start(ngx_social_pg_conn_t *conn, ngx_social_pg_query_t *q)
 {
     if (q->waiting) {
@@ -1240,59 +1466,133 @@ ngx_social_pg_start(ngx_social_pg_conn_t *conn, ngx_social_pg_query_t *q)
     }
 
     if (q->tx && q->tx->conn == NULL) {
+        /* the first statement of a transaction pins the connection */
         q->tx->conn = conn;
         conn->tx = q->tx;
-        q->phase = NGX_SOCIAL_PG_PHASE_BEGIN;
 
-    } else if (q->stmt == &ngx_social_pg_commit_stmt) {
-        q->phase = NGX_SOCIAL_PG_PHASE_COMMIT;
+        if (ngx_social_pg_internal(conn, NGX_SOCIAL_PG_BEGIN) != NGX_OK) {
+            ngx_social_pg_fail(conn, NULL, 0);
+            return NGX_ERROR;
+        }
     }
 
-    conn->query = q;
-    conn->state = NGX_SOCIAL_PG_BUSY;
-    conn->c->idle = 0;
+    if (ngx_social_pg_send(conn, q) != NGX_OK) {
+        ngx_social_pg_fail(conn, NULL, 0);
+        return NGX_ERROR;
+    }
 
     ngx_add_timer(&q->timer, ngx_social_pg_conf->query_timeout);
 
-    if (ngx_social_pg_send(conn, q) != NGX_OK) {
-        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 0);
+    return NGX_OK;
+}
+
+
+/* BEGIN and ROLLBACK: statements of no request */
+
+static ngx_int_t
+ngx_social_pg_internal(ngx_social_pg_conn_t *conn, ngx_social_pg_kind_e kind)
+{
+    ngx_social_pg_query_t  *q;
+
+    q = ngx_social_pg_alloc(conn->pool);
+    if (q == NULL) {
+        return NGX_ERROR;
     }
+
+    q->kind = kind;
+
+    if (ngx_social_pg_send(conn, q) != NGX_OK) {
+        ngx_social_pg_free_query(q);
+        return NGX_ERROR;
+    }
+
+    ngx_add_timer(&q->timer, ngx_social_pg_conf->query_timeout);
+
+    return NGX_OK;
 }
 
 
 static void
 ngx_social_pg_dispatch(ngx_social_pg_pool_t *pool)
 {
-    ngx_queue_t            *qu;
     ngx_social_pg_conn_t   *conn;
     ngx_social_pg_query_t  *q;
 
     while (!ngx_queue_empty(&pool->waiting)) {
-        conn = ngx_social_pg_idle_conn(pool);
+        q = ngx_queue_data(ngx_queue_head(&pool->waiting),
+                           ngx_social_pg_query_t, queue);
+
+        conn = ngx_social_pg_free_conn(pool, q);
         if (conn == NULL) {
             return;
         }
 
-        qu = ngx_queue_head(&pool->waiting);
-        q = ngx_queue_data(qu, ngx_social_pg_query_t, queue);
-
-        ngx_social_pg_start(conn, q);
+        if (ngx_social_pg_start(conn, q) != NGX_OK) {
+            ngx_social_pg_finish(q, NGX_SOCIAL_PG_UNAVAILABLE, NULL);
+        }
     }
 }
 
 
+/*
+ * The least loaded connection below the pipeline depth; a transaction
+ * takes a connection with nothing in flight, and keeps it to itself.
+ */
+
 static ngx_social_pg_conn_t *
-ngx_social_pg_idle_conn(ngx_social_pg_pool_t *pool)
+ngx_social_pg_free_conn(ngx_social_pg_pool_t *pool, ngx_social_pg_query_t *q)
 {
-    ngx_uint_t  i;
+    ngx_uint_t             i;
+    ngx_social_pg_conn_t  *conn, *best;
+
+    best = NULL;
 
     for (i = 0; i < pool->nconns; i++) {
-        if (pool->conns[i].state == NGX_SOCIAL_PG_IDLE) {
-            return &pool->conns[i];
+        conn = &pool->conns[i];
+
+        if (conn->state != NGX_SOCIAL_PG_READY
+            || ngx_social_pg_exclusive(conn))
+        {
+            continue;
+        }
+
+        if (q->tx) {
+            if (conn->ninflight == 0) {
+                return conn;
+            }
+
+            continue;
+        }
+
+        if (conn->ninflight >= ngx_social_pg_conf->depth) {
+            continue;
+        }
+
+        if (best == NULL || conn->ninflight < best->ninflight) {
+            best = conn;
         }
     }
 
-    return NULL;
+    return best;
+}
+
+
+static void
+ngx_social_pg_wait(ngx_social_pg_pool_t *pool, ngx_social_pg_query_t *q,
+    ngx_uint_t front)
+{
+    if (front) {
+        ngx_queue_insert_head(&pool->waiting, &q->queue);
+
+    } else {
+        ngx_queue_insert_tail(&pool->waiting, &q->queue);
+    }
+
+    pool->nwaiting++;
+    q->waiting = 1;
+    q->conn = NULL;
+
+    ngx_add_timer(&q->timer, ngx_social_pg_conf->queue_timeout);
 }
 
 
@@ -1356,6 +1656,8 @@ ngx_social_pg_deliver(ngx_social_pg_query_t *q, ngx_social_pg_status_e status,
 }
 
 
+/* back to the free list; q is in no other list but perhaps the waiting */
+
 static void
 ngx_social_pg_free_query(ngx_social_pg_query_t *q)
 {
@@ -1372,6 +1674,11 @@ ngx_social_pg_free_query(ngx_social_pg_query_t *q)
     if (q->r != NULL) {
         q->cleanup->handler = NULL;
         q->r = NULL;
+    }
+
+    if (q->res != NULL) {
+        PQclear(q->res);
+        q->res = NULL;
     }
 
     ngx_queue_insert_head(&q->pool->free, &q->queue);
@@ -1392,6 +1699,10 @@ ngx_social_pg_fail_waiting(ngx_social_pg_pool_t *pool)
         pool->nwaiting--;
         q->waiting = 0;
 
+        if (q->timer.timer_set) {
+            ngx_del_timer(&q->timer);
+        }
+
         ngx_social_pg_stats.rejected++;
         ngx_social_pg_finish(q, NGX_SOCIAL_PG_UNAVAILABLE, NULL);
     }
@@ -1408,7 +1719,6 @@ ngx_social_pg_fail_waiting(ngx_social_pg_pool_t *pool)
 static void
 ngx_social_pg_query_timeout(ngx_event_t *ev)
 {
-    ngx_uint_t              i;
     ngx_social_pg_pool_t   *pool;
     ngx_social_pg_query_t  *q;
 
@@ -1430,17 +1740,15 @@ ngx_social_pg_query_timeout(ngx_event_t *ev)
         return;
     }
 
-    for (i = 0; i < pool->nconns; i++) {
-        if (pool->conns[i].query == q) {
-            ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                          "social: PostgreSQL %V: query \"%V\" timed out "
-                          "after %M ms", &pool->name, &q->stmt->name,
-                          ngx_social_pg_conf->query_timeout);
+    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                  "social: PostgreSQL %V: \"%s\" timed out after %M ms",
+                  &pool->name,
+                  q->kind == NGX_SOCIAL_PG_STMT
+                  ? (const char *) q->stmt->name.data
+                  : ngx_social_pg_internal_sql[q->kind],
+                  ngx_social_pg_conf->query_timeout);
 
-            ngx_social_pg_fail(&pool->conns[i], NGX_SOCIAL_PG_TIMEOUT, 0);
-            return;
-        }
-    }
+    ngx_social_pg_fail(q->conn, q, 0);
 }
 
 
@@ -1459,6 +1767,8 @@ ngx_social_pg_query_cleanup(void *data)
 }
 
 
+/* a transaction left without commit is rolled back, pipelined */
+
 static void
 ngx_social_pg_tx_cleanup(void *data)
 {
@@ -1476,17 +1786,8 @@ ngx_social_pg_tx_cleanup(void *data)
     conn->tx = NULL;
     conn->rollback = 1;
 
-    if (conn->state == NGX_SOCIAL_PG_BUSY) {
-        /* ngx_social_pg_done() rolls back when the query ends */
-        return;
-    }
-
-    conn->state = NGX_SOCIAL_PG_BUSY;
-
-    if (!PQsendQuery(conn->pg, (const char *) ngx_social_pg_rollback_sql.data)
-        || ngx_social_pg_flush(conn) != NGX_OK)
-    {
-        ngx_social_pg_fail(conn, NGX_SOCIAL_PG_UNAVAILABLE, 0);
+    if (ngx_social_pg_internal(conn, NGX_SOCIAL_PG_ROLLBACK) != NGX_OK) {
+        ngx_social_pg_fail(conn, NULL, 0);
     }
 }
 
@@ -1522,6 +1823,7 @@ ngx_social_pg_create_main_conf(ngx_conf_t *cf)
     }
 
     pmcf->pool_size = NGX_CONF_UNSET_UINT;
+    pmcf->depth = NGX_CONF_UNSET_UINT;
     pmcf->queue_size = NGX_CONF_UNSET_UINT;
     pmcf->queue_timeout = NGX_CONF_UNSET_MSEC;
     pmcf->query_timeout = NGX_CONF_UNSET_MSEC;
@@ -1546,13 +1848,15 @@ ngx_social_pg_init_main_conf(ngx_conf_t *cf, void *conf)
     u_char  *p;
 
     ngx_conf_init_uint_value(pmcf->pool_size, 8);
+    ngx_conf_init_uint_value(pmcf->depth, 16);
     ngx_conf_init_uint_value(pmcf->queue_size, 1024);
     ngx_conf_init_msec_value(pmcf->queue_timeout, 2000);
     ngx_conf_init_msec_value(pmcf->query_timeout, 5000);
     ngx_conf_init_msec_value(pmcf->connect_timeout, 3000);
 
-    if (pmcf->pool_size == 0) {
-        return "social_pg_pool_size must be at least 1";
+    if (pmcf->pool_size == 0 || pmcf->depth == 0) {
+        return "social_pg_pool_size and social_pg_pipeline_depth must be "
+               "at least 1";
     }
 
     /*
@@ -1771,10 +2075,18 @@ ngx_social_pg_init_process(ngx_cycle_t *cycle)
         for (j = 0; j < pool->nconns; j++) {
             conn = &pool->conns[j];
             conn->pool = pool;
+
+            ngx_queue_init(&conn->inflight);
+            conn->current = ngx_queue_sentinel(&conn->inflight);
+
             conn->timer.handler = ngx_social_pg_timer_handler;
             conn->timer.data = conn;
             conn->timer.log = cycle->log;
             conn->timer.cancelable = 1;
+
+            conn->sync.handler = ngx_social_pg_sync_handler;
+            conn->sync.data = conn;
+            conn->sync.log = cycle->log;
 
             ngx_social_pg_connect(conn);
         }
@@ -1807,6 +2119,10 @@ ngx_social_pg_exit_process(ngx_cycle_t *cycle)
                 ngx_del_timer(&conn->timer);
             }
 
+            if (conn->sync.posted) {
+                ngx_delete_posted_event(&conn->sync);
+            }
+
             if (conn->c != NULL) {
                 ngx_social_pg_close(conn);
             }
@@ -1819,9 +2135,12 @@ ngx_social_pg_exit_process(ngx_cycle_t *cycle)
                 PQfinish(conn->pg);
             }
 
-            if (conn->query != NULL) {
-                conn->query->r = NULL;
-                ngx_social_pg_free_query(conn->query);
+            while (!ngx_queue_empty(&conn->inflight)) {
+                qu = ngx_queue_head(&conn->inflight);
+                ngx_queue_remove(qu);
+                q = ngx_queue_data(qu, ngx_social_pg_query_t, queue);
+                q->r = NULL;
+                ngx_social_pg_free_query(q);
             }
         }
 

@@ -53,6 +53,7 @@ typedef struct {
     ngx_uint_t                  busy;
     ngx_uint_t                  idle;
     ngx_uint_t                  queued;
+    ngx_uint_t                  inflight;
     ngx_atomic_uint_t           queries;
     ngx_atomic_uint_t           errors;
     ngx_atomic_uint_t           timeouts;

@@ -27,6 +27,7 @@ sub burst {
 
 start_nginx(replace => {
     'social_pg_pool_size 8' => 'social_pg_pool_size 2',
+    'social_pg_pipeline_depth 16' => 'social_pg_pipeline_depth 1',
     'social_pg_queue_size 1024' => 'social_pg_queue_size 4',
     'social_pg_queue_timeout 2s' => 'social_pg_queue_timeout 5s',
     'social_pg_query_timeout 5s' => 'social_pg_query_timeout 1500ms',
@@ -144,6 +145,58 @@ subtest 'PostgreSQL down: fast 503; back up: recovery without restart' => sub {
     ($st, $j) = api('GET', '/readyz');
     is($st, 200, '/readyz is 200 again');
     is($j->{postgresql}, 'ok', 'PostgreSQL ok');
+};
+
+stop_nginx();
+
+# pipelined: many requests' statements on one connection
+start_nginx(replace => {
+    'social_pg_pool_size 8' => 'social_pg_pool_size 1',
+    'social_pg_pipeline_depth 16' => 'social_pg_pipeline_depth 8',
+});
+
+subtest 'pipelined statements each reach their own request' => sub {
+    my @res = parallel(24, sub {
+        my $i = shift;
+        my ($st, $j) = api('POST', '/t/pg/echo', { text => "req $i", int => $i });
+        return [$st, $j->{text}, $j->{int}];
+    });
+    is_deeply(\@res, [map { [200, "req $_", $_] } 0 .. 23],
+              'every reply matches its request');
+};
+
+subtest 'a failing statement does not spoil its neighbours' => sub {
+    my @res = parallel(24, sub {
+        my $i = shift;
+        my $bad = $i % 3 == 0;
+        my ($st, $j) = api('POST', '/t/pg/echo',
+                           { bigint => $bad ? 'x' : "$i", text => "t$i" });
+        return [$st, $bad ? undef : $j->{bigint}];
+    });
+    is_deeply(\@res,
+              [map { $_ % 3 == 0 ? [404, undef] : [200, "$_"] } 0 .. 23],
+              'bad ids are 404, the others answer their own data');
+};
+
+subtest 'writes are acknowledged only once committed' => sub {
+    my @names = map { 'pl' . int(rand(1e9)) . "_$_" } 0 .. 9;
+    my @res = parallel(10, sub {
+        my $i = shift;
+        my $u = $names[$i];
+        # every other one conflicts on its second insert and rolls back
+        return (api('POST', '/t/pg/tx', { username => $u, email => "$u\@x",
+                                          fail => $i % 2 ? JSON::PP::true
+                                                         : JSON::PP::false }))[0];
+    });
+    is_deeply(\@res, [map { $_ % 2 ? 409 : 201 } 0 .. 9], 'statuses');
+    for my $i (0 .. 9) {
+        my $want = $i % 2 ? 404 : 200;
+        is((api('GET', "/t/pg/user?username=$names[$i]"))[0], $want,
+           "row of request $i " . ($i % 2 ? 'absent' : 'present'));
+    }
+    is(psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+            . "'ngx_social' AND state LIKE 'idle in transaction%'"), 0,
+       'no connection left inside a transaction');
 };
 
 stop_nginx();
