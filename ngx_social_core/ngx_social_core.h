@@ -45,6 +45,12 @@ struct ngx_social_ctx_s {
 };
 
 
+/* the node's figures: every worker's, added up */
+typedef struct {
+    ngx_social_pg_stats_t       pg;
+} ngx_social_metrics_t;
+
+
 /* router */
 ngx_int_t ngx_social_routes_add(ngx_conf_t *cf, ngx_social_route_t *routes,
     ngx_uint_t n);
@@ -61,6 +67,8 @@ ngx_int_t ngx_social_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, json_t *fields);
 json_t *ngx_social_json_owned(ngx_http_request_t *r, json_t *json);
 json_t *ngx_social_json_str(ngx_str_t *s);
+
+void ngx_social_metrics_collect(ngx_social_metrics_t *sum);
 
 /* JSON input */
 ngx_int_t ngx_social_parse_json_body(ngx_http_request_t *r,

@@ -29,6 +29,7 @@ static char *ngx_social_core_error_page(ngx_conf_t *cf, ngx_command_t *cmd,
 static void *ngx_social_core_create_main_conf(ngx_conf_t *cf);
 static ngx_int_t ngx_social_core_postconfiguration(ngx_conf_t *cf);
 static ngx_int_t ngx_social_core_init_process(ngx_cycle_t *cycle);
+static void ngx_social_core_exit_process(ngx_cycle_t *cycle);
 
 
 static ngx_social_core_error_t  ngx_social_core_errors[] = {
@@ -110,7 +111,7 @@ ngx_module_t  ngx_social_core_module = {
     ngx_social_core_init_process,          /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_social_core_exit_process,          /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -338,6 +339,10 @@ ngx_social_core_create_main_conf(ngx_conf_t *cf)
 static ngx_int_t
 ngx_social_core_postconfiguration(ngx_conf_t *cf)
 {
+    if (ngx_social_metrics_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_social_request_id_init(cf);
 }
 
@@ -345,5 +350,16 @@ ngx_social_core_postconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_social_core_init_process(ngx_cycle_t *cycle)
 {
+    if (ngx_social_metrics_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_social_request_id_init_process(cycle);
+}
+
+
+static void
+ngx_social_core_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_social_metrics_exit_process(cycle);
 }

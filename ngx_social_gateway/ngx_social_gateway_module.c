@@ -11,7 +11,9 @@ static ngx_int_t ngx_social_gateway_postconfiguration(ngx_conf_t *cf);
 
 static ngx_social_route_t  ngx_social_gateway_routes[] = {
     { NGX_HTTP_GET, ngx_string("/healthz"), ngx_social_gateway_healthz, 0 },
-    { NGX_HTTP_GET, ngx_string("/readyz"), ngx_social_gateway_readyz, 0 }
+    { NGX_HTTP_GET, ngx_string("/readyz"), ngx_social_gateway_readyz, 0 },
+    { NGX_HTTP_GET, ngx_string("/metrics"),
+      ngx_social_gateway_metrics_handler, 0 }
 };
 
 

@@ -147,6 +147,26 @@ subtest 'PostgreSQL down: fast 503; back up: recovery without restart' => sub {
     is($j->{postgresql}, 'ok', 'PostgreSQL ok');
 };
 
+subtest 'pool figures on /metrics' => sub {
+    my ($st, undef, $h, $text) = api('GET', '/metrics');
+    is($st, 200, 'status');
+    like($h->{'content-type'}, qr{^text/plain; version=0\.0\.4}, 'type');
+    my %v;
+    for my $line (split /\n/, $text) {
+        next if $line =~ /^# (HELP|TYPE) [a-z_]+ .+$/;
+        like($line, qr/^[a-z_]+(\{[a-z_]+="[^"]*"\})? \d+$/,
+             "exposition line: $line");
+        my ($k, $n) = $line =~ /^(\S+) (\d+)$/;
+        $v{$k} = $n;
+    }
+    ok($v{social_pg_queries_total} > 50, 'queries counted');
+    ok($v{social_pg_timeouts_total} >= 1, 'the timeout counted');
+    ok($v{social_pg_rejected_total} >= 4, 'the refusals counted');
+    ok($v{social_pg_reconnects_total} >= 1, 'the reconnects counted');
+    is($v{'social_pg_connections{state="idle"}'}
+       + $v{'social_pg_connections{state="busy"}'}, 2, 'two connections');
+};
+
 stop_nginx();
 
 # pipelined: many requests' statements on one connection
