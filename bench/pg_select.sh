@@ -27,7 +27,8 @@ request = function()
 end
 LUA
 
-bench_nginx_start "s/social_pg_pool_size 8;/social_pg_pool_size ${POOL:-4};/"
+bench_nginx_start "s/social_pg_pool_size 8;/social_pg_pool_size ${POOL:-4};/" \
+    "s/social_pg_pipeline_depth 16;/social_pg_pipeline_depth ${DEPTH:-16};/"
 
 curl -fs "http://127.0.0.1:$BENCH_PORT/t/pg/user?id=1" >/dev/null
 
