@@ -220,4 +220,29 @@ subtest 'writes are acknowledged only once committed' => sub {
 };
 
 stop_nginx();
+
+# a replica: read-only statements go there, writes to the primary
+psql("DROP DATABASE IF EXISTS social_replica");
+psql("CREATE DATABASE social_replica TEMPLATE social");
+system("psql -X -q -h 127.0.0.1 -p $ENV{TEST_NGINX_PG_PORT} -U social "
+       . "-d social_replica -c \"INSERT INTO users (username, email) "
+       . "VALUES ('only_on_replica', 'r\@x')\"") == 0 or die;
+
+start_nginx(http => "social_pg_replica_conninfo \"host=127.0.0.1 "
+                    . "port=$ENV{TEST_NGINX_PG_PORT} dbname=social_replica "
+                    . "user=social\";");
+
+subtest 'read-only statements run on the replica' => sub {
+    ok(wait_until(sub {
+        (api('GET', '/t/pg/user?username=only_on_replica'))[0] == 200 }, 5),
+       'a read sees the replica');
+    my $u = 'rp' . int(rand(1e9));
+    is((api('POST', '/t/pg/tx', { username => $u, email => "$u\@x" }))[0],
+       201, 'a write');
+    is(psql("SELECT count(*) FROM users WHERE username = '$u'"), 1,
+       'went to the primary');
+};
+
+stop_nginx();
+psql("DROP DATABASE social_replica");
 done_testing();
