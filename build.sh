@@ -261,6 +261,8 @@ nginx_conf() {  # prefix port
         for so in $(module_sos); do printf 'load_module %s;\n' "$so"; done
         cat <<EOF
 worker_processes auto;
+# password hashing (scrypt, 32 MiB each): at most 4 at once per worker
+thread_pool default threads=4;
 pid $prefix/nginx.pid;
 error_log $prefix/logs/error.log warn;
 

@@ -25,6 +25,10 @@
 
 typedef struct ngx_social_ctx_s  ngx_social_ctx_t;
 
+/* work runs in a pool thread; done resumes the request on the loop */
+typedef void (*ngx_social_work_pt)(void *data);
+typedef void (*ngx_social_done_pt)(ngx_http_request_t *r, void *data);
+
 typedef ngx_int_t (*ngx_social_handler_pt)(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
 
@@ -70,10 +74,17 @@ json_t *ngx_social_json_str(ngx_str_t *s);
 
 void ngx_social_metrics_collect(ngx_social_metrics_t *sum);
 
+/* CPU-heavy work: NGX_DONE, or a status to finalize with */
+ngx_int_t ngx_social_thread_run(ngx_http_request_t *r, ngx_thread_pool_t *tp,
+    ngx_social_work_pt work, ngx_social_done_pt done, void *data);
+
 /* JSON input */
 ngx_int_t ngx_social_parse_json_body(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
 ngx_int_t ngx_social_body_bytes(ngx_http_request_t *r, ngx_str_t *body);
+ngx_int_t ngx_social_field_string(json_t *body, const char *name,
+    ngx_uint_t required, size_t min, size_t max, ngx_uint_t bytes,
+    ngx_str_t *out, json_t *fields);
 
 
 #endif /* _NGX_SOCIAL_CORE_H_INCLUDED_ */

@@ -242,7 +242,8 @@ ngx_social_parse_json_body(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
     }
 
     json = json_loadb((const char *) body.data, body.len,
-                      JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &err);
+                      JSON_DECODE_ANY | JSON_ALLOW_NUL
+                      | JSON_REJECT_DUPLICATES, &err);
 
     if (json == NULL) {
         last = ngx_snprintf(msg, sizeof(msg) - 1,

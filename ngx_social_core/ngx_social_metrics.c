@@ -27,6 +27,9 @@ static ngx_shm_zone_t       *ngx_social_metrics_zone;
 static ngx_social_metrics_t *ngx_social_metrics_slot;
 static ngx_event_t           ngx_social_metrics_timer;
 
+/* a timer's data is read as a connection by nginx's debug log */
+static ngx_connection_t      ngx_social_metrics_dummy;
+
 
 ngx_int_t
 ngx_social_metrics_init(ngx_conf_t *cf)
@@ -88,6 +91,8 @@ ngx_social_metrics_init_process(ngx_cycle_t *cycle)
     ngx_social_metrics_slot = &shm->slots[ngx_worker];
 
     ngx_social_metrics_timer.handler = ngx_social_metrics_refresh;
+    ngx_social_metrics_dummy.fd = (ngx_socket_t) -1;
+    ngx_social_metrics_timer.data = &ngx_social_metrics_dummy;
     ngx_social_metrics_timer.log = cycle->log;
     ngx_social_metrics_timer.cancelable = 1;
 

@@ -1047,6 +1047,9 @@ ngx_social_pg_close(ngx_social_pg_conn_t *conn)
         ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
     }
 
+    /* libpq closes the socket: nginx must not count it as open */
+    c->fd = (ngx_socket_t) -1;
+
     ngx_free_connection(c);
 }
 

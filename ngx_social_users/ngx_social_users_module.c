@@ -1,20 +1,45 @@
 /*
  * ngx_social_users: registration, the OAuth2 token endpoint, profiles
- * and follows.
- *
- * The module is loaded after ngx_social_core and declares its routes to the
- * core router; its handlers arrive with the work on this service.
+ * and follows.  This file holds the directives, the route table and the
+ * process hooks; each resource has its own file.
  */
 
-#include <ngx_social_core.h>
+#include "ngx_social_users.h"
+
+
+static void *ngx_social_users_create_main_conf(ngx_conf_t *cf);
+static char *ngx_social_users_init_main_conf(ngx_conf_t *cf, void *conf);
+static ngx_int_t ngx_social_users_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_social_users_init_process(ngx_cycle_t *cycle);
+static void ngx_social_users_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_social_route_t  ngx_social_users_routes[] = {
+    { NGX_HTTP_POST, ngx_string("/v1/users"), ngx_social_users_register,
+      NGX_SOCIAL_ROUTE_JSON_BODY }
+};
+
+
+static ngx_command_t  ngx_social_users_commands[] = {
+
+    /* the thread pool that hashes and verifies passwords */
+    { ngx_string("social_users_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_social_users_main_conf_t, thread_pool_name),
+      NULL },
+
+      ngx_null_command
+};
 
 
 static ngx_http_module_t  ngx_social_users_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_social_users_postconfiguration,    /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_social_users_create_main_conf,     /* create main configuration */
+    ngx_social_users_init_main_conf,       /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -27,14 +52,79 @@ static ngx_http_module_t  ngx_social_users_module_ctx = {
 ngx_module_t  ngx_social_users_module = {
     NGX_MODULE_V1,
     &ngx_social_users_module_ctx,          /* module context */
-    NULL,                                  /* module directives */
+    ngx_social_users_commands,             /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_social_users_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_social_users_exit_process,         /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static void *
+ngx_social_users_create_main_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_social_users_main_conf_t));
+}
+
+
+static char *
+ngx_social_users_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_social_users_main_conf_t  *umcf = conf;
+
+    if (umcf->thread_pool_name.len == 0) {
+        ngx_str_set(&umcf->thread_pool_name, "default");
+    }
+
+    /* the pool as declared by "thread_pool", or one with nginx's defaults */
+    if (ngx_thread_pool_add(cf, &umcf->thread_pool_name) == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_social_users_postconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_social_users_register_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_social_routes_add(cf, ngx_social_users_routes,
+                                 sizeof(ngx_social_users_routes)
+                                 / sizeof(ngx_social_route_t));
+}
+
+
+static ngx_int_t
+ngx_social_users_init_process(ngx_cycle_t *cycle)
+{
+    ngx_social_users_main_conf_t  *umcf;
+
+    umcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_social_users_module);
+
+    umcf->thread_pool = ngx_thread_pool_get(cycle, &umcf->thread_pool_name);
+
+    if (umcf->thread_pool == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "social: thread pool \"%V\" not found",
+                      &umcf->thread_pool_name);
+        return NGX_ERROR;
+    }
+
+    return ngx_social_users_password_init(cycle);
+}
+
+
+static void
+ngx_social_users_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_social_users_password_done(cycle);
+}

@@ -266,3 +266,13 @@ connect() failed
 --- no_error_log
 [alert]
 [crit]
+
+
+
+=== TEST 22: valid JSON that is not an object (a string, a number) is 422
+--- request eval
+["POST /t/pg/echo\n\"text\"", "POST /t/pg/echo\n42", "POST /t/pg/echo\nnull"]
+--- error_code eval
+[422, 422, 422]
+--- response_body_like eval
+[qr/"code":"validation_failed"/, qr/"code":"validation_failed"/, qr/"code":"validation_failed"/]
