@@ -159,7 +159,7 @@ pg_start() {    # datadir port logfile [test]
     local data=$1 port=$2 logf=$3
     if [ ! -f "$data/PG_VERSION" ]; then
         mkdir -p "$data"
-        chown postgres: "$data" "$(dirname "$data")"
+        chown postgres: "$data"
         chmod 700 "$data"
         runuser -u postgres -- "$PGBIN/initdb" -D "$data" -A trust \
             -U social -E UTF8 --locale=C.UTF-8 >/dev/null
@@ -253,6 +253,26 @@ cmd_migrate() {
     migrate_at "$RUN_PG_PORT"
 }
 
+# ----------------------------------------------------------------- keys
+
+# Token signing keys: files readable by root only (nginx reads them as it
+# starts), never in the repository.  DIR/main.key is an HS256 secret;
+# for the tests also an ES256 key pair and a second secret.
+make_keys() {   # dir [test]
+    local dir=$1
+    (
+        umask 077
+        mkdir -p "$dir"
+        [ -f "$dir/main.key" ] || openssl rand -base64 48 >"$dir/main.key"
+        if [ "${2:-}" = test ] && [ ! -f "$dir/es256.pem" ]; then
+            openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+                -out "$dir/es256.pem" 2>/dev/null
+            openssl pkey -in "$dir/es256.pem" -pubout -out "$dir/es256.pub"
+            openssl rand -base64 48 >"$dir/other.key"
+        fi
+    )
+}
+
 # ----------------------------------------------------------------- run
 
 nginx_conf() {  # prefix port
@@ -306,6 +326,7 @@ cmd_run() {
     printf '%s\n' "$pgdata" >"$RUN/pgdata"
     redis_start "$RUN/redis" "$RUN_REDIS_PORT" yes
     migrate_at "$RUN_PG_PORT"
+    make_keys "$RUN/keys"
 
     nginx_conf "$RUN" >"$RUN/nginx.conf"
     $NGINX -q -t -c "$RUN/nginx.conf" -p "$RUN/" \
@@ -353,6 +374,7 @@ scratch_services() {    # test | bench
     pg_start "$pgdata" "$TEST_PG_PORT" "$TEST_TMP/postgresql.log" "$mode"
     redis_start "$TEST_TMP/redis" "$TEST_REDIS_PORT" no
     migrate_at "$TEST_PG_PORT"
+    make_keys "$TEST_TMP/keys" test
 
     for so in $(module_sos) $(test_sos); do mods="$mods $so"; done
 
@@ -366,6 +388,7 @@ scratch_services() {    # test | bench
     TEST_NGINX_PG_OPTS=$(pg_opts "$pgdata" "$TEST_PG_PORT" "$mode")
     export TEST_NGINX_PG_OPTS
     export TEST_NGINX_REDIS_PORT=$TEST_REDIS_PORT
+    export TEST_NGINX_KEYS_DIR=$TEST_TMP/keys
     export TEST_NGINX_PORT=${TEST_NGINX_PORT:-1984}
 }
 

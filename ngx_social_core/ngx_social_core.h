@@ -14,6 +14,7 @@
 #include <ngx_http.h>
 #include <jansson.h>
 #include "ngx_social_pg.h"
+#include "ngx_social_jwt.h"
 
 
 #define NGX_SOCIAL_MAX_PARAMS        4
@@ -21,6 +22,10 @@
 
 /* route flags */
 #define NGX_SOCIAL_ROUTE_JSON_BODY   0x01    /* body must be a JSON object */
+#define NGX_SOCIAL_ROUTE_AUTH        0x02    /* a user is required */
+#define NGX_SOCIAL_ROUTE_AUTH_OPTIONAL  0x04 /* a user if a token is given */
+#define NGX_SOCIAL_ROUTE_TOKEN_ARG   0x08    /* ?access_token= is accepted */
+#define NGX_SOCIAL_ROUTE_RAW_BODY    0x10    /* the body is read, unparsed */
 
 
 typedef struct ngx_social_ctx_s  ngx_social_ctx_t;
@@ -41,8 +46,14 @@ typedef struct {
 } ngx_social_route_t;
 
 
+/* whether a verified token was revoked (set by the users module) */
+typedef ngx_uint_t (*ngx_social_auth_revoked_pt)(ngx_social_token_t *token);
+
+
 struct ngx_social_ctx_s {
     ngx_social_route_t         *route;
+    int64_t                     user_id;   /* 0: anonymous */
+    ngx_social_token_t          token;
     ngx_str_t                   params[NGX_SOCIAL_MAX_PARAMS];
     ngx_uint_t                  nparams;
     json_t                     *body;      /* owned by a pool cleanup */
@@ -53,6 +64,10 @@ struct ngx_social_ctx_s {
 typedef struct {
     ngx_social_pg_stats_t       pg;
 } ngx_social_metrics_t;
+
+
+/* authentication */
+void ngx_social_auth_set_revocation(ngx_social_auth_revoked_pt revoked);
 
 
 /* router */

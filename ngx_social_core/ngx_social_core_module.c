@@ -133,7 +133,10 @@ ngx_social_core_api_handler(ngx_http_request_t *r)
 
     rc = ngx_social_router_match(r, ctx, &allowed);
 
-    if (rc == NGX_OK && (ctx->route->flags & NGX_SOCIAL_ROUTE_JSON_BODY)) {
+    if (rc == NGX_OK
+        && (ctx->route->flags
+            & (NGX_SOCIAL_ROUTE_JSON_BODY|NGX_SOCIAL_ROUTE_RAW_BODY)))
+    {
         rc = ngx_http_read_client_request_body(r,
                                                ngx_social_core_body_handler);
         if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
@@ -170,6 +173,11 @@ ngx_social_core_body_handler(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_social_core_module);
 
+    if (!(ctx->route->flags & NGX_SOCIAL_ROUTE_JSON_BODY)) {
+        ngx_http_finalize_request(r, ngx_social_core_run(r, ctx));
+        return;
+    }
+
     rc = ngx_social_parse_json_body(r, ctx);
 
     if (ctx->body != NULL) {
@@ -181,14 +189,22 @@ ngx_social_core_body_handler(ngx_http_request_t *r)
 
 
 /*
- * Runs the route's handler.  While it waits for PostgreSQL or Redis, a
- * client that closes its connection is noticed (as the proxy module
- * does), so the request is finalized and its queries are dropped.
+ * Authenticates, then runs the route's handler.  While it waits for
+ * PostgreSQL or Redis, a client that closes its connection is noticed (as
+ * the proxy module does), so the request is finalized and its queries are
+ * dropped.
  */
 
 static ngx_int_t
 ngx_social_core_run(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 {
+    ngx_int_t  rc;
+
+    rc = ngx_social_auth(r, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     r->read_event_handler = ngx_http_test_reading;
 
     return ctx->route->handler(r, ctx);

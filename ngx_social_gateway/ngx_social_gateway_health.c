@@ -33,8 +33,8 @@ ngx_social_gateway_healthz(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 ngx_int_t
 ngx_social_gateway_readyz(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 {
-    return ngx_social_pg_query(r, NULL, &ngx_social_gateway_ready_stmt, NULL, 0,
-                               ngx_social_gateway_readyz_pg, NULL);
+    return ngx_social_pg_query(r, NULL, &ngx_social_gateway_ready_stmt, NULL,
+                               0, ngx_social_gateway_readyz_pg, NULL);
 }
 
 

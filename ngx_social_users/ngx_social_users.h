@@ -20,9 +20,21 @@
 #define NGX_SOCIAL_USERS_PHC_LEN     128
 
 
+/* the own view of a user (the public one and the email), as JSON text */
+#define NGX_SOCIAL_USERS_OWN_VIEW                                            \
+    "json_build_object('id', id::text, 'username', username, "              \
+    "'display_name', display_name, 'bio', bio, "                            \
+    "'created_at', to_char(created_at AT TIME ZONE 'UTC', "                 \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "                                \
+    "'followers_count', followers_count, "                                  \
+    "'following_count', following_count, "                                  \
+    "'posts_count', posts_count, 'email', email)::text"
+
+
 typedef struct {
     ngx_str_t                   thread_pool_name;
     ngx_thread_pool_t          *thread_pool;
+    time_t                      refresh_ttl;
 } ngx_social_users_main_conf_t;
 
 
@@ -33,12 +45,32 @@ typedef struct {
 } ngx_social_users_hash_t;
 
 
+typedef struct {
+    ngx_str_t                   password;  /* in */
+    ngx_str_t                   phc;       /* in: the stored hash */
+    ngx_uint_t                  ok;        /* out */
+    u_char                      rehash[NGX_SOCIAL_USERS_PHC_LEN];
+    size_t                      rehash_len; /* out: weaker params, new hash */
+} ngx_social_users_verify_t;
+
+
 extern ngx_module_t  ngx_social_users_module;
+extern ngx_str_t     ngx_social_users_dummy_phc;
 
 
 ngx_int_t ngx_social_users_password_init(ngx_cycle_t *cycle);
 void ngx_social_users_password_done(ngx_cycle_t *cycle);
 void ngx_social_users_password_hash(ngx_social_users_hash_t *h);
+void ngx_social_users_password_verify(ngx_social_users_verify_t *v);
+
+ngx_int_t ngx_social_users_me_init(ngx_conf_t *cf);
+ngx_int_t ngx_social_users_me(ngx_http_request_t *r, ngx_social_ctx_t *ctx);
+
+ngx_int_t ngx_social_users_oauth_init(ngx_conf_t *cf);
+ngx_int_t ngx_social_users_token(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
+ngx_int_t ngx_social_users_revoke(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
 
 ngx_int_t ngx_social_users_register_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_users_register(ngx_http_request_t *r,

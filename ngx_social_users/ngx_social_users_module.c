@@ -16,7 +16,13 @@ static void ngx_social_users_exit_process(ngx_cycle_t *cycle);
 
 static ngx_social_route_t  ngx_social_users_routes[] = {
     { NGX_HTTP_POST, ngx_string("/v1/users"), ngx_social_users_register,
-      NGX_SOCIAL_ROUTE_JSON_BODY }
+      NGX_SOCIAL_ROUTE_JSON_BODY },
+    { NGX_HTTP_GET, ngx_string("/v1/users/me"), ngx_social_users_me,
+      NGX_SOCIAL_ROUTE_AUTH },
+    { NGX_HTTP_POST, ngx_string("/oauth/token"), ngx_social_users_token,
+      NGX_SOCIAL_ROUTE_RAW_BODY },
+    { NGX_HTTP_POST, ngx_string("/oauth/revoke"), ngx_social_users_revoke,
+      NGX_SOCIAL_ROUTE_RAW_BODY }
 };
 
 
@@ -28,6 +34,14 @@ static ngx_command_t  ngx_social_users_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_social_users_main_conf_t, thread_pool_name),
+      NULL },
+
+    /* how long a refresh token lives unused */
+    { ngx_string("social_users_refresh_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_social_users_main_conf_t, refresh_ttl),
       NULL },
 
       ngx_null_command
@@ -68,7 +82,16 @@ ngx_module_t  ngx_social_users_module = {
 static void *
 ngx_social_users_create_main_conf(ngx_conf_t *cf)
 {
-    return ngx_pcalloc(cf->pool, sizeof(ngx_social_users_main_conf_t));
+    ngx_social_users_main_conf_t  *umcf;
+
+    umcf = ngx_pcalloc(cf->pool, sizeof(ngx_social_users_main_conf_t));
+    if (umcf == NULL) {
+        return NULL;
+    }
+
+    umcf->refresh_ttl = NGX_CONF_UNSET;
+
+    return umcf;
 }
 
 
@@ -76,6 +99,8 @@ static char *
 ngx_social_users_init_main_conf(ngx_conf_t *cf, void *conf)
 {
     ngx_social_users_main_conf_t  *umcf = conf;
+
+    ngx_conf_init_value(umcf->refresh_ttl, 30 * 86400);
 
     if (umcf->thread_pool_name.len == 0) {
         ngx_str_set(&umcf->thread_pool_name, "default");
@@ -93,7 +118,10 @@ ngx_social_users_init_main_conf(ngx_conf_t *cf, void *conf)
 static ngx_int_t
 ngx_social_users_postconfiguration(ngx_conf_t *cf)
 {
-    if (ngx_social_users_register_init(cf) != NGX_OK) {
+    if (ngx_social_users_register_init(cf) != NGX_OK
+        || ngx_social_users_me_init(cf) != NGX_OK
+        || ngx_social_users_oauth_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

@@ -13,6 +13,8 @@
 #include <openssl/rand.h>
 
 
+static ngx_int_t ngx_social_users_phc_param(u_char **pos, u_char *last,
+    const char *name, u_char stop);
 static ngx_int_t ngx_social_users_scrypt(ngx_str_t *password, u_char *salt,
     size_t salt_len, ngx_uint_t ln, ngx_uint_t r, ngx_uint_t p,
     u_char *out, size_t out_len);
@@ -20,6 +22,15 @@ static u_char *ngx_social_users_base64(u_char *dst, u_char *src, size_t len);
 
 
 static EVP_KDF  *ngx_social_users_kdf;
+
+
+/*
+ * Verified in place of an unknown user's hash, with the same parameters,
+ * so that an unknown user and a wrong password cost the same time.
+ */
+ngx_str_t  ngx_social_users_dummy_phc = ngx_string(
+    "$scrypt$ln=15,r=8,p=1$c29jaWFsLWR1bW15LXNhbHQ"
+    "$RHVtbXkgaGFzaCBmb3IgdW5rbm93biB1c2Vycywgbm90IHJlYWw");
 
 
 ngx_int_t
@@ -77,6 +88,127 @@ ngx_social_users_password_hash(ngx_social_users_hash_t *h)
     h->phc_len = p - h->phc;
 
     OPENSSL_cleanse(hash, sizeof(hash));
+}
+
+
+/*
+ * In a pool thread: checks the password against a stored PHC string; when
+ * the stored parameters are weaker than the current ones, hashes again.
+ */
+
+void
+ngx_social_users_password_verify(ngx_social_users_verify_t *v)
+{
+    u_char                   *p, *last, *dollar;
+    u_char                    salt[64], hash[64], out[64];
+    ngx_int_t                 ln, r, pp;
+    ngx_str_t                 src, dst_salt, dst_hash;
+    ngx_social_users_hash_t   h;
+
+    v->ok = 0;
+    v->rehash_len = 0;
+
+    p = v->phc.data;
+    last = p + v->phc.len;
+
+    if (v->phc.len < sizeof("$scrypt$") - 1
+        || ngx_strncmp(p, "$scrypt$", sizeof("$scrypt$") - 1) != 0)
+    {
+        return;
+    }
+
+    p += sizeof("$scrypt$") - 1;
+
+    ln = ngx_social_users_phc_param(&p, last, "ln=", ',');
+    r = ngx_social_users_phc_param(&p, last, "r=", ',');
+    pp = ngx_social_users_phc_param(&p, last, "p=", '$');
+
+    /* bounds keep a corrupt row from costing the worker its memory */
+    if (p == NULL || ln < 10 || ln > 20 || r < 1 || r > 16 || pp < 1
+        || pp > 4)
+    {
+        return;
+    }
+
+    dollar = ngx_strlchr(p, last, '$');
+
+    if (dollar == NULL || (size_t) (dollar - p) > 80
+        || (size_t) (last - dollar - 1) > 80)
+    {
+        return;
+    }
+
+    src.data = p;
+    src.len = dollar - p;
+    dst_salt.data = salt;
+
+    if (ngx_decode_base64(&dst_salt, &src) != NGX_OK) {
+        return;
+    }
+
+    src.data = dollar + 1;
+    src.len = last - dollar - 1;
+    dst_hash.data = hash;
+
+    if (ngx_decode_base64(&dst_hash, &src) != NGX_OK || dst_hash.len == 0) {
+        return;
+    }
+
+    if (ngx_social_users_scrypt(&v->password, salt, dst_salt.len, ln, r, pp,
+                                out, dst_hash.len)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    v->ok = (CRYPTO_memcmp(out, hash, dst_hash.len) == 0);
+
+    OPENSSL_cleanse(out, sizeof(out));
+
+    if (v->ok && (ln < NGX_SOCIAL_USERS_SCRYPT_LN
+                  || r < NGX_SOCIAL_USERS_SCRYPT_R
+                  || pp < NGX_SOCIAL_USERS_SCRYPT_P))
+    {
+        h.password = v->password;
+        ngx_social_users_password_hash(&h);
+
+        ngx_memcpy(v->rehash, h.phc, h.phc_len);
+        v->rehash_len = h.phc_len;
+    }
+}
+
+
+/* "name=123<stop>" at *pos: 123, *pos past the stop; -1 if malformed */
+
+static ngx_int_t
+ngx_social_users_phc_param(u_char **pos, u_char *last, const char *name,
+    u_char stop)
+{
+    u_char     *p, *end;
+    size_t      len;
+    ngx_int_t   n;
+
+    p = *pos;
+    len = ngx_strlen(name);
+
+    if (p == NULL || (size_t) (last - p) < len
+        || ngx_strncmp(p, name, len) != 0)
+    {
+        *pos = NULL;
+        return -1;
+    }
+
+    p += len;
+    end = ngx_strlchr(p, last, stop);
+
+    if (end == NULL || (n = ngx_atoi(p, end - p)) == NGX_ERROR) {
+        *pos = NULL;
+        return -1;
+    }
+
+    *pos = end + 1;
+
+    return n;
 }
 
 

@@ -32,14 +32,7 @@ static ngx_social_pg_stmt_t  ngx_social_users_register_stmt = {
                "VALUES ($1, $2, $3) RETURNING *), "
                "c AS (INSERT INTO credentials (user_id, password_hash) "
                "SELECT id, $4 FROM u) "
-               "SELECT json_build_object("
-               "'id', id::text, 'username', username, "
-               "'display_name', display_name, 'bio', bio, "
-               "'created_at', to_char(created_at AT TIME ZONE 'UTC', "
-               "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
-               "'followers_count', followers_count, "
-               "'following_count', following_count, "
-               "'posts_count', posts_count, 'email', email)::text FROM u"),
+               "SELECT " NGX_SOCIAL_USERS_OWN_VIEW " FROM u"),
     0
 };
 

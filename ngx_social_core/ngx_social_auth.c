@@ -1,0 +1,127 @@
+/*
+ * Authentication of API requests: the bearer token of the Authorization
+ * header (or, where a route allows it, the access_token query argument) is
+ * verified before the route's handler runs.  A route requires a user, or
+ * takes one optionally; a token that is presented but invalid, expired or
+ * revoked is 401 either way.
+ */
+
+#include "ngx_social_core_module.h"
+
+
+static ngx_int_t ngx_social_auth_unauthorized(ngx_http_request_t *r,
+    const char *error, const char *message);
+
+
+static ngx_social_auth_revoked_pt  ngx_social_auth_revoked;
+
+
+void
+ngx_social_auth_set_revocation(ngx_social_auth_revoked_pt revoked)
+{
+    ngx_social_auth_revoked = revoked;
+}
+
+
+/*
+ * NGX_OK: go on (ctx->user_id is set, or 0 for an anonymous request).
+ * Anything else: a 401 was sent and this is the result of sending it.
+ */
+
+ngx_int_t
+ngx_social_auth(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
+{
+    ngx_str_t         token;
+    ngx_uint_t        flags;
+    ngx_table_elt_t  *h;
+
+    flags = ctx->route->flags;
+
+    if (!(flags & (NGX_SOCIAL_ROUTE_AUTH | NGX_SOCIAL_ROUTE_AUTH_OPTIONAL))) {
+        return NGX_OK;
+    }
+
+    h = r->headers_in.authorization;
+    ngx_str_null(&token);
+
+    if (h != NULL) {
+        if (h->value.len <= sizeof("Bearer ") - 1
+            || ngx_strncasecmp(h->value.data, (u_char *) "Bearer ",
+                               sizeof("Bearer ") - 1)
+               != 0)
+        {
+            return ngx_social_auth_unauthorized(r, "invalid_request",
+                                                "the Authorization header "
+                                                "is not a bearer token");
+        }
+
+        token.data = h->value.data + sizeof("Bearer ") - 1;
+        token.len = h->value.len - (sizeof("Bearer ") - 1);
+
+    } else if ((flags & NGX_SOCIAL_ROUTE_TOKEN_ARG)
+               && ngx_http_arg(r, (u_char *) "access_token", 12, &token)
+                  != NGX_OK)
+    {
+        ngx_str_null(&token);
+    }
+
+    if (token.len == 0) {
+        if (flags & NGX_SOCIAL_ROUTE_AUTH) {
+            return ngx_social_auth_unauthorized(r, NULL,
+                                                "an access token is "
+                                                "required");
+        }
+
+        return NGX_OK;
+    }
+
+    if (ngx_social_jwt_verify(r, &token, &ctx->token) != NGX_OK) {
+        return ngx_social_auth_unauthorized(r, "invalid_token",
+                                            "the access token is invalid "
+                                            "or expired");
+    }
+
+    if (ngx_social_auth_revoked && ngx_social_auth_revoked(&ctx->token)) {
+        return ngx_social_auth_unauthorized(r, "invalid_token",
+                                            "the access token was revoked");
+    }
+
+    ctx->user_id = ctx->token.sub;
+
+    return NGX_OK;
+}
+
+
+/* 401 with WWW-Authenticate: Bearer (RFC 6750 section 3) */
+
+static ngx_int_t
+ngx_social_auth_unauthorized(ngx_http_request_t *r, const char *error,
+    const char *message)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "WWW-Authenticate");
+
+    if (error == NULL) {
+        ngx_str_set(&h->value, "Bearer");
+
+    } else {
+        h->value.data = ngx_pnalloc(r->pool, 64);
+        if (h->value.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->value.len = ngx_sprintf(h->value.data, "Bearer error=\"%s\"",
+                                   error)
+                       - h->value.data;
+    }
+
+    return ngx_social_send_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",
+                                 message, NULL);
+}
