@@ -1252,10 +1252,12 @@ ngx_social_pg_complete(ngx_social_pg_conn_t *conn, ngx_social_pg_query_t *q)
         break;
     }
 
-    if (q->aborted && q->r && !q->retried && q->tx == NULL) {
-        /* it was never executed: it runs again */
+    if (q->aborted && q->r && q->tx == NULL) {
+        /*
+         * it was never executed: it runs again (as often as it takes,
+         * each abort is some other statement's error, answered)
+         */
         PQclear(res);
-        q->retried = 1;
         ngx_social_pg_wait(q->pool, q, 1);
         return;
     }

@@ -7,6 +7,10 @@ use File::Temp qw(tempdir);
 use Test::More;
 
 my $dir = tempdir(CLEANUP => 1);
+
+# the key social.conf names, under the prefix
+mkdir "$dir/keys" or die;
+system('cp', "$ENV{TEST_NGINX_KEYS_DIR}/main.key", "$dir/keys/") == 0 or die;
 my $modules = join '', map { "load_module $_;\n" }
               grep { !/ngx_social_test_/ }
               split ' ', $ENV{TEST_NGINX_LOAD_MODULES};
