@@ -65,4 +65,7 @@ ngx_int_t ngx_social_parse_json_body(ngx_http_request_t *r,
 ngx_int_t ngx_social_body_bytes(ngx_http_request_t *r, ngx_str_t *body);
 
 
+#include "ngx_social_redis.h"
+
+
 #endif /* _NGX_SOCIAL_CORE_H_INCLUDED_ */

@@ -46,14 +46,17 @@ typedef struct {
 typedef struct ngx_social_redis_listener_s  ngx_social_redis_listener_t;
 
 
+/* this worker's figures */
 typedef struct {
-    ngx_atomic_uint_t           commands;
-    ngx_atomic_uint_t           errors;
+    ngx_atomic_uint_t           commands;  /* sent; a transaction is one */
+    ngx_atomic_uint_t           errors;    /* no reply, or an error reply */
     ngx_atomic_uint_t           timeouts;
     ngx_atomic_uint_t           reconnects;
+    ngx_atomic_uint_t           messages;  /* pub/sub messages received */
     ngx_uint_t                  pending;
     ngx_uint_t                  channels;
     ngx_uint_t                  connected;
+    ngx_uint_t                  subscriber; /* pub/sub connection ready */
 } ngx_social_redis_stats_t;
 
 
@@ -62,8 +65,10 @@ typedef struct {
  * is finalized first the reply is dropped, and after the callback the
  * request's posted requests are run.  With r NULL the command stands
  * alone (background work).  NGX_OK: the handler will be called exactly
- * once (possibly before this returns when Redis is down); NGX_ERROR: it
- * will not.
+ * once, never before this returns (when Redis is down, from a posted
+ * event of the same event loop iteration); NGX_ERROR: it will not.
+ * (P)SUBSCRIBE, (P)UNSUBSCRIBE and MONITOR are refused (NGX_ERROR): the
+ * command connection is shared, use ngx_social_redis_subscribe().
  */
 ngx_int_t ngx_social_redis_command(ngx_http_request_t *r,
     ngx_social_redis_argv_t *cmd, ngx_social_redis_handler_pt handler,
