@@ -95,6 +95,11 @@ static ngx_social_route_t  ngx_social_test_redis_routes[] = {
 
 /* KEYS[1] is incremented; the reply echoes the key and ARGV[1] */
 
+/* listen requests of this worker that still have a listener */
+
+static ngx_uint_t  ngx_social_test_redis_listeners;
+
+
 static ngx_social_redis_script_t  ngx_social_test_redis_script = {
     ngx_string("return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}"),
     ""
@@ -310,7 +315,7 @@ ngx_social_test_redis_status(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
     ngx_social_redis_get_stats(&st);
 
     return ngx_social_send_json(r, NGX_HTTP_OK,
-        json_pack("{s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        json_pack("{s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
                   "connected", (int) st.connected,
                   "subscriber", (int) st.subscriber,
                   "pid", (json_int_t) ngx_pid,
@@ -320,7 +325,9 @@ ngx_social_test_redis_status(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
                   "reconnects", (json_int_t) st.reconnects,
                   "messages", (json_int_t) st.messages,
                   "pending", (json_int_t) st.pending,
-                  "channels", (json_int_t) st.channels));
+                  "channels", (json_int_t) st.channels,
+                  "listeners",
+                  (json_int_t) ngx_social_test_redis_listeners));
 }
 
 
@@ -376,6 +383,8 @@ ngx_social_test_redis_listen(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
     if (lc->listener == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_social_test_redis_listeners++;
 
     cln->handler = ngx_social_test_redis_listen_cleanup;
     cln->data = lc;
@@ -481,7 +490,10 @@ static ngx_int_t
 ngx_social_test_redis_wait(ngx_http_request_t *r, ngx_int_t rc)
 {
     if (rc != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_social_send_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                     "internal_error",
+                                     "the adapter refused the command",
+                                     NULL);
     }
 
     r->main->count++;
@@ -569,8 +581,11 @@ ngx_social_test_redis_listen_cleanup(void *data)
 {
     ngx_social_test_redis_listen_t  *lc = data;
 
-    ngx_social_redis_unsubscribe(lc->listener);
-    lc->listener = NULL;
+    if (lc->listener != NULL) {
+        ngx_social_redis_unsubscribe(lc->listener);
+        lc->listener = NULL;
+        ngx_social_test_redis_listeners--;
+    }
 
     if (lc->timer.timer_set) {
         ngx_del_timer(&lc->timer);
