@@ -1477,25 +1477,22 @@ ngx_social_redis_cmd_free(ngx_social_redis_cmd_t *rec)
 static ngx_uint_t
 ngx_social_redis_argv_allowed(ngx_social_redis_argv_t *cmd)
 {
-    size_t       len;
-    ngx_uint_t   i;
-    const char  *name;
+    ngx_uint_t  i;
 
-    static const char  *refused[] = {
-        "subscribe", "psubscribe", "unsubscribe", "punsubscribe",
-        "monitor", NULL
+    static ngx_str_t  refused[] = {
+        ngx_string("subscribe"), ngx_string("psubscribe"),
+        ngx_string("unsubscribe"), ngx_string("punsubscribe"),
+        ngx_string("monitor")
     };
 
     if (cmd == NULL || cmd->argc == 0) {
         return 0;
     }
 
-    name = cmd->argv[0];
-    len = cmd->argvlen[0];
-
-    for (i = 0; refused[i] != NULL; i++) {
-        if (len == ngx_strlen(refused[i])
-            && ngx_strncasecmp((u_char *) name, (u_char *) refused[i], len)
+    for (i = 0; i < sizeof(refused) / sizeof(ngx_str_t); i++) {
+        if (cmd->argvlen[0] == refused[i].len
+            && ngx_strncasecmp((u_char *) cmd->argv[0], refused[i].data,
+                               refused[i].len)
                == 0)
         {
             return 0;
