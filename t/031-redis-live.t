@@ -241,19 +241,42 @@ sub worker_pids {
     return $st == 200 ? ($j->{pid}) : all_worker_pids();
 }
 
-# the children of the master (or nginx itself alone)
-sub all_worker_pids {
-    open my $fh, '<', "$ENV{TEST_NGINX_SERVER_ROOT}/logs/nginx.pid"
-        or return ();
-    my ($master) = <$fh> =~ /(\d+)/;
-    my @pids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $s, '<', $stat or next;
-        my ($pid, $ppid) = (<$s> // '') =~ /^(\d+) \(.*\) \S+ (\d+)/;
-        push @pids, $pid if defined $ppid && $ppid == $master;
-    }
-    return @pids ? @pids : ($master);
+sub slurp {
+    my ($file) = @_;
+    open my $fh, '<', $file or return '';
+    local $/;
+    return <$fh> // '';
 }
+
+# the worker processes, once all that nginx.conf asks for are running
+# (nginx itself when it runs without a master)
+sub all_worker_pids {
+    my $root = $ENV{TEST_NGINX_SERVER_ROOT};
+    my $conf = slurp("$root/conf/nginx.conf");
+    my ($want) = $conf =~ /^\s*worker_processes\s+(\d+)/m;
+    my ($master_on) = $conf =~ /^\s*master_process\s+on\b/m;
+    my @pids;
+
+    wait_until(10, sub {
+        my ($master) = slurp("$root/logs/nginx.pid") =~ /(\d+)/ or return 0;
+
+        if (!$master_on) {
+            @pids = ($master);
+            return 1;
+        }
+
+        @pids = ();
+        for my $stat (glob '/proc/[0-9]*/stat') {
+            my ($pid, $ppid) = slurp($stat) =~ /^(\d+) \(.*\) \S+ (\d+)/
+                or next;
+            push @pids, $pid if $ppid == $master;
+        }
+        return @pids == ($want // 1);
+    });
+
+    return @pids;
+}
+
 
 # every worker's latest /t/redis/status, keyed by pid
 our %Status;
