@@ -91,13 +91,22 @@ ngx_int_t ngx_social_redis_eval(ngx_http_request_t *r,
 /*
  * Local listeners of one channel (or pattern) share one Redis
  * subscription; the last unsubscribe releases it.  A listener lives until
- * ngx_social_redis_unsubscribe(), across reconnects.
+ * ngx_social_redis_unsubscribe(), across reconnects; resync is called
+ * (may be NULL) once its subscription is live again after the subscriber
+ * connection was down, as messages may have been lost meanwhile.
+ * Callbacks run from the subscriber connection's events and may
+ * unsubscribe any listener; they are not bound to a request, so one that
+ * finalizes a request runs ngx_http_run_posted_requests() itself.  With
+ * no social_redis_address listeners are kept but never called.  NULL: no
+ * memory.  After exit_process every listener is freed and unsubscribing
+ * does nothing.
  */
 ngx_social_redis_listener_t *ngx_social_redis_subscribe(ngx_str_t *channel,
     ngx_uint_t pattern, ngx_social_redis_message_pt handler,
     ngx_social_redis_resync_pt resync, void *data);
 void ngx_social_redis_unsubscribe(ngx_social_redis_listener_t *l);
 
+/* the worker's command connection is ready (readiness probes) */
 ngx_uint_t ngx_social_redis_connected(void);
 void ngx_social_redis_get_stats(ngx_social_redis_stats_t *stats);
 
