@@ -374,7 +374,7 @@ scratch_services() {    # test | bench
     pg_start "$pgdata" "$TEST_PG_PORT" "$TEST_TMP/postgresql.log" "$mode"
     redis_start "$TEST_TMP/redis" "$TEST_REDIS_PORT" no
     migrate_at "$TEST_PG_PORT"
-    make_keys "$TEST_TMP/keys" test
+    make_keys "$TEST_TMP/keys" "$mode"
 
     for so in $(module_sos) $(test_sos); do mods="$mods $so"; done
 

@@ -25,11 +25,11 @@ ngx_social_auth_set_revocation(ngx_social_auth_revoked_pt revoked)
 
 /*
  * NGX_OK: go on (ctx->user_id is set, or 0 for an anonymous request).
- * Anything else: a 401 was sent and this is the result of sending it.
+ * NGX_DECLINED: a 401 was sent; *rc is the result of sending it.
  */
 
 ngx_int_t
-ngx_social_auth(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
+ngx_social_auth(ngx_http_request_t *r, ngx_social_ctx_t *ctx, ngx_int_t *rc)
 {
     ngx_str_t         token;
     ngx_uint_t        flags;
@@ -50,9 +50,10 @@ ngx_social_auth(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
                                sizeof("Bearer ") - 1)
                != 0)
         {
-            return ngx_social_auth_unauthorized(r, "invalid_request",
-                                                "the Authorization header "
-                                                "is not a bearer token");
+            *rc = ngx_social_auth_unauthorized(r, "invalid_request",
+                                                   "the Authorization header "
+                                                   "is not a bearer token");
+            return NGX_DECLINED;
         }
 
         token.data = h->value.data + sizeof("Bearer ") - 1;
@@ -67,23 +68,26 @@ ngx_social_auth(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 
     if (token.len == 0) {
         if (flags & NGX_SOCIAL_ROUTE_AUTH) {
-            return ngx_social_auth_unauthorized(r, NULL,
-                                                "an access token is "
-                                                "required");
+            *rc = ngx_social_auth_unauthorized(r, NULL,
+                                                   "an access token is "
+                                                   "required");
+            return NGX_DECLINED;
         }
 
         return NGX_OK;
     }
 
     if (ngx_social_jwt_verify(r, &token, &ctx->token) != NGX_OK) {
-        return ngx_social_auth_unauthorized(r, "invalid_token",
-                                            "the access token is invalid "
-                                            "or expired");
+        *rc = ngx_social_auth_unauthorized(r, "invalid_token",
+                                               "the access token is invalid "
+                                               "or expired");
+        return NGX_DECLINED;
     }
 
     if (ngx_social_auth_revoked && ngx_social_auth_revoked(&ctx->token)) {
-        return ngx_social_auth_unauthorized(r, "invalid_token",
-                                            "the access token was revoked");
+        *rc = ngx_social_auth_unauthorized(r, "invalid_token",
+                                               "the access token was revoked");
+        return NGX_DECLINED;
     }
 
     ctx->user_id = ctx->token.sub;

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include "ngx_social_pg.h"
 #include "ngx_social_jwt.h"
+#include "ngx_social_redis.h"
 
 
 #define NGX_SOCIAL_MAX_PARAMS        4
@@ -63,6 +64,7 @@ struct ngx_social_ctx_s {
 /* the node's figures: every worker's, added up */
 typedef struct {
     ngx_social_pg_stats_t       pg;
+    ngx_social_redis_stats_t    redis;
 } ngx_social_metrics_t;
 
 
@@ -100,6 +102,8 @@ ngx_int_t ngx_social_body_bytes(ngx_http_request_t *r, ngx_str_t *body);
 ngx_int_t ngx_social_field_string(json_t *body, const char *name,
     ngx_uint_t required, size_t min, size_t max, ngx_uint_t bytes,
     ngx_str_t *out, json_t *fields);
+
+
 
 
 #endif /* _NGX_SOCIAL_CORE_H_INCLUDED_ */

@@ -200,8 +200,7 @@ ngx_social_core_run(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 {
     ngx_int_t  rc;
 
-    rc = ngx_social_auth(r, ctx);
-    if (rc != NGX_OK) {
+    if (ngx_social_auth(r, ctx, &rc) != NGX_OK) {
         return rc;
     }
 

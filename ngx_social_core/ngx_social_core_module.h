@@ -33,7 +33,8 @@ extern ngx_module_t  ngx_social_core_module;
 ngx_int_t ngx_social_router_match(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx, ngx_uint_t *allowed);
 
-ngx_int_t ngx_social_auth(ngx_http_request_t *r, ngx_social_ctx_t *ctx);
+ngx_int_t ngx_social_auth(ngx_http_request_t *r, ngx_social_ctx_t *ctx,
+    ngx_int_t *rc);
 
 ngx_int_t ngx_social_metrics_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_metrics_init_process(ngx_cycle_t *cycle);

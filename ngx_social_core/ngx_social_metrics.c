@@ -148,6 +148,16 @@ ngx_social_metrics_collect(ngx_social_metrics_t *sum)
         sum->pg.timeouts += s->pg.timeouts;
         sum->pg.rejected += s->pg.rejected;
         sum->pg.reconnects += s->pg.reconnects;
+
+        sum->redis.commands += s->redis.commands;
+        sum->redis.errors += s->redis.errors;
+        sum->redis.timeouts += s->redis.timeouts;
+        sum->redis.reconnects += s->redis.reconnects;
+        sum->redis.messages += s->redis.messages;
+        sum->redis.pending += s->redis.pending;
+        sum->redis.channels += s->redis.channels;
+        sum->redis.connected += s->redis.connected;
+        sum->redis.subscriber += s->redis.subscriber;
     }
 }
 
@@ -172,4 +182,5 @@ static void
 ngx_social_metrics_publish(void)
 {
     ngx_social_pg_get_stats(&ngx_social_metrics_slot->pg);
+    ngx_social_redis_get_stats(&ngx_social_metrics_slot->redis);
 }

@@ -2064,6 +2064,10 @@ ngx_social_pg_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    /* the cached time may be that of the configuration's start: the
+     * connect timeouts count from now */
+    ngx_time_update();
+
     for (i = 0; i < pmcf->npools; i++) {
         pool = &pmcf->pools[i];
 

@@ -46,14 +46,17 @@ typedef struct {
 typedef struct ngx_social_redis_listener_s  ngx_social_redis_listener_t;
 
 
+/* this worker's figures */
 typedef struct {
-    ngx_atomic_uint_t           commands;
-    ngx_atomic_uint_t           errors;
+    ngx_atomic_uint_t           commands;  /* sent; a transaction is one */
+    ngx_atomic_uint_t           errors;    /* no reply, or an error reply */
     ngx_atomic_uint_t           timeouts;
     ngx_atomic_uint_t           reconnects;
+    ngx_atomic_uint_t           messages;  /* pub/sub messages received */
     ngx_uint_t                  pending;
     ngx_uint_t                  channels;
     ngx_uint_t                  connected;
+    ngx_uint_t                  subscriber; /* pub/sub connection ready */
 } ngx_social_redis_stats_t;
 
 
@@ -62,8 +65,10 @@ typedef struct {
  * is finalized first the reply is dropped, and after the callback the
  * request's posted requests are run.  With r NULL the command stands
  * alone (background work).  NGX_OK: the handler will be called exactly
- * once (possibly before this returns when Redis is down); NGX_ERROR: it
- * will not.
+ * once, never before this returns (when Redis is down, from a posted
+ * event of the same event loop iteration); NGX_ERROR: it will not.
+ * (P)SUBSCRIBE, (P)UNSUBSCRIBE and MONITOR are refused (NGX_ERROR): the
+ * command connection is shared, use ngx_social_redis_subscribe().
  */
 ngx_int_t ngx_social_redis_command(ngx_http_request_t *r,
     ngx_social_redis_argv_t *cmd, ngx_social_redis_handler_pt handler,
@@ -86,13 +91,22 @@ ngx_int_t ngx_social_redis_eval(ngx_http_request_t *r,
 /*
  * Local listeners of one channel (or pattern) share one Redis
  * subscription; the last unsubscribe releases it.  A listener lives until
- * ngx_social_redis_unsubscribe(), across reconnects.
+ * ngx_social_redis_unsubscribe(), across reconnects; resync is called
+ * (may be NULL) once its subscription is live again after the subscriber
+ * connection was down, as messages may have been lost meanwhile.
+ * Callbacks run from the subscriber connection's events and may
+ * unsubscribe any listener; they are not bound to a request, so one that
+ * finalizes a request runs ngx_http_run_posted_requests() itself.  With
+ * no social_redis_address listeners are kept but never called.  NULL: no
+ * memory.  After exit_process every listener is freed and unsubscribing
+ * does nothing.
  */
 ngx_social_redis_listener_t *ngx_social_redis_subscribe(ngx_str_t *channel,
     ngx_uint_t pattern, ngx_social_redis_message_pt handler,
     ngx_social_redis_resync_pt resync, void *data);
 void ngx_social_redis_unsubscribe(ngx_social_redis_listener_t *l);
 
+/* the worker's command connection is ready (readiness probes) */
 ngx_uint_t ngx_social_redis_connected(void);
 void ngx_social_redis_get_stats(ngx_social_redis_stats_t *stats);
 

@@ -46,7 +46,36 @@ static ngx_social_gateway_metric_t  ngx_social_gateway_metrics[] = {
       NGX_SOCIAL_METRIC(pg.rejected) },
     { "social_pg_reconnects_total", "counter",
       "Connection attempts after a failure.", "",
-      NGX_SOCIAL_METRIC(pg.reconnects) }
+      NGX_SOCIAL_METRIC(pg.reconnects) },
+
+    { "social_redis_connected", "gauge",
+      "Workers whose Redis connections are ready, by connection.", NULL, 0 },
+    { "social_redis_connected", NULL, NULL, "{connection=\"command\"}",
+      NGX_SOCIAL_METRIC(redis.connected) },
+    { "social_redis_connected", NULL, NULL, "{connection=\"subscriber\"}",
+      NGX_SOCIAL_METRIC(redis.subscriber) },
+
+    { "social_redis_pending", "gauge",
+      "Redis commands sent and not answered yet.", "",
+      NGX_SOCIAL_METRIC(redis.pending) },
+    { "social_redis_channels", "gauge",
+      "Redis channels subscribed to.", "",
+      NGX_SOCIAL_METRIC(redis.channels) },
+    { "social_redis_commands_total", "counter",
+      "Redis commands sent.", "",
+      NGX_SOCIAL_METRIC(redis.commands) },
+    { "social_redis_errors_total", "counter",
+      "Redis commands that failed or got an error reply.", "",
+      NGX_SOCIAL_METRIC(redis.errors) },
+    { "social_redis_timeouts_total", "counter",
+      "Redis commands past their timeout.", "",
+      NGX_SOCIAL_METRIC(redis.timeouts) },
+    { "social_redis_reconnects_total", "counter",
+      "Redis connection attempts after a failure.", "",
+      NGX_SOCIAL_METRIC(redis.reconnects) },
+    { "social_redis_messages_total", "counter",
+      "Pub/sub messages received.", "",
+      NGX_SOCIAL_METRIC(redis.messages) }
 };
 
 

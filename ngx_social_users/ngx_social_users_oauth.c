@@ -37,15 +37,17 @@ typedef struct {
 
 
 static ngx_int_t ngx_social_users_oauth_args(ngx_http_request_t *r,
-    ngx_social_users_oauth_args_t *args);
+    ngx_social_users_oauth_args_t *args, const char **error);
 static ngx_int_t ngx_social_users_oauth_form(ngx_http_request_t *r,
-    ngx_str_t *body, ngx_social_users_oauth_args_t *args);
+    ngx_str_t *body, ngx_social_users_oauth_args_t *args,
+    const char **error);
 static ngx_int_t ngx_social_users_form_value(ngx_http_request_t *r,
     u_char *start, u_char *end, ngx_str_t *value);
 static ngx_int_t ngx_social_users_refresh_ttl(ngx_http_request_t *r,
     ngx_str_t *ttl);
 static ngx_int_t ngx_social_users_oauth_json(ngx_http_request_t *r,
-    ngx_str_t *body, ngx_social_users_oauth_args_t *args);
+    ngx_str_t *body, ngx_social_users_oauth_args_t *args,
+    const char **error);
 static ngx_int_t ngx_social_users_oauth_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, const char *description);
 static ngx_int_t ngx_social_users_oauth_no_store(ngx_http_request_t *r);
@@ -158,6 +160,7 @@ ngx_social_users_token(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
     ngx_int_t                      rc;
     ngx_str_t                      params[3], ttl;
     ngx_uint_t                     by_email;
+    const char                    *error;
     ngx_social_users_oauth_ctx_t  *oc;
 
     oc = ngx_pcalloc(r->pool, sizeof(ngx_social_users_oauth_ctx_t));
@@ -165,9 +168,15 @@ ngx_social_users_token(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_social_users_oauth_args(r, &oc->args);
+    rc = ngx_social_users_oauth_args(r, &oc->args, &error);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_social_users_oauth_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "invalid_request", error);
+    }
+
     if (rc != NGX_OK) {
-        return rc;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (oc->args.grant_type.len == 0) {
@@ -461,14 +470,21 @@ ngx_social_users_revoke(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
     u_char                        *p, hash[SHA256_DIGEST_LENGTH * 2];
     ngx_int_t                      rc;
     ngx_str_t                      params[3];
+    const char                    *error;
     ngx_social_token_t             t;
     ngx_social_users_oauth_args_t  args;
 
     ngx_memzero(&args, sizeof(ngx_social_users_oauth_args_t));
 
-    rc = ngx_social_users_oauth_args(r, &args);
+    rc = ngx_social_users_oauth_args(r, &args, &error);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_social_users_oauth_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "invalid_request", error);
+    }
+
     if (rc != NGX_OK) {
-        return rc;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (args.token.len == 0) {
@@ -542,14 +558,14 @@ ngx_social_users_revoked(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_social_users_oauth_args(ngx_http_request_t *r,
-    ngx_social_users_oauth_args_t *args)
+    ngx_social_users_oauth_args_t *args, const char **error)
 {
     u_char           *p, *last;
     ngx_str_t         body;
     ngx_table_elt_t  *ct;
 
     if (ngx_social_body_bytes(r, &body) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     p = body.data;
@@ -568,16 +584,16 @@ ngx_social_users_oauth_args(ngx_http_request_t *r,
                                sizeof("application/json") - 1)
                == 0))
     {
-        return ngx_social_users_oauth_json(r, &body, args);
+        return ngx_social_users_oauth_json(r, &body, args, error);
     }
 
-    return ngx_social_users_oauth_form(r, &body, args);
+    return ngx_social_users_oauth_form(r, &body, args, error);
 }
 
 
 static ngx_int_t
 ngx_social_users_oauth_form(ngx_http_request_t *r, ngx_str_t *body,
-    ngx_social_users_oauth_args_t *args)
+    ngx_social_users_oauth_args_t *args, const char **error)
 {
     u_char     *p, *last, *amp, *eq;
     ngx_str_t   name, *field;
@@ -620,10 +636,8 @@ ngx_social_users_oauth_form(ngx_http_request_t *r, ngx_str_t *body,
                 && ngx_social_users_form_value(r, eq + 1, amp, field)
                    != NGX_OK)
             {
-                return ngx_social_users_oauth_error(r, NGX_HTTP_BAD_REQUEST,
-                                                    "invalid_request",
-                                                    "a parameter is not "
-                                                    "valid");
+                *error = "a parameter holds a NUL byte";
+                return NGX_DECLINED;
             }
         }
 
@@ -650,6 +664,7 @@ ngx_social_users_form_value(ngx_http_request_t *r, u_char *start,
         return NGX_ERROR;
     }
 
+
     for (i = 0; i < len; i++) {
         buf[i] = (start[i] == '+') ? ' ' : start[i];
     }
@@ -671,7 +686,7 @@ ngx_social_users_form_value(ngx_http_request_t *r, u_char *start,
 
 static ngx_int_t
 ngx_social_users_oauth_json(ngx_http_request_t *r, ngx_str_t *body,
-    ngx_social_users_oauth_args_t *args)
+    ngx_social_users_oauth_args_t *args, const char **error)
 {
     size_t        i;
     json_t       *json, *v;
@@ -683,10 +698,8 @@ ngx_social_users_oauth_json(ngx_http_request_t *r, ngx_str_t *body,
                                                JSON_REJECT_DUPLICATES,
                                                NULL));
     if (json == NULL || !json_is_object(json)) {
-        return ngx_social_users_oauth_error(r, NGX_HTTP_BAD_REQUEST,
-                                            "invalid_request",
-                                            "the body is neither a form "
-                                            "nor a JSON object");
+        *error = "the body is neither a form nor a JSON object";
+        return NGX_DECLINED;
     }
 
     names[0] = "grant_type";
@@ -708,9 +721,8 @@ ngx_social_users_oauth_json(ngx_http_request_t *r, ngx_str_t *body,
         }
 
         if (!json_is_string(v)) {
-            return ngx_social_users_oauth_error(r, NGX_HTTP_BAD_REQUEST,
-                                                "invalid_request",
-                                                "parameters are strings");
+            *error = "parameters are strings";
+            return NGX_DECLINED;
         }
 
         fields[i]->data = (u_char *) json_string_value(v);

@@ -276,3 +276,30 @@ connect() failed
 [422, 422, 422]
 --- response_body_like eval
 [qr/"code":"validation_failed"/, qr/"code":"validation_failed"/, qr/"code":"validation_failed"/]
+
+
+
+=== TEST 23: /readyz is 200 when PostgreSQL and Redis answer
+--- http_config eval
+qq{social_pg_conninfo "host=127.0.0.1 port=$ENV{TEST_NGINX_PG_PORT} dbname=social user=social";
+social_redis_address 127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT};}
+--- request
+GET /readyz
+--- error_code: 200
+--- response_body chomp
+{"status":"ok","postgresql":"ok","redis":"ok"}
+
+
+
+=== TEST 24: /readyz names Redis when it does not answer
+--- http_config eval
+qq{social_pg_conninfo "host=127.0.0.1 port=$ENV{TEST_NGINX_PG_PORT} dbname=social user=social";
+social_redis_address 127.0.0.1:1;}
+--- request
+GET /readyz
+--- error_code: 503
+--- response_body chomp
+{"status":"unavailable","postgresql":"ok","redis":"down"}
+--- no_error_log
+[alert]
+[crit]

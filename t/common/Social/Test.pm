@@ -239,9 +239,14 @@ sub wait_until {
 
 sub psql {
     my ($sql) = @_;
-    my $out = `psql -X -q -h 127.0.0.1 -p $ENV{TEST_NGINX_PG_PORT} -U social -d social -tA -v ON_ERROR_STOP=1 -c "$sql" 2>&1`;
-    die "psql failed: $out" if $?;
-    chomp $out;
+    open my $fh, '-|', 'psql', '-X', '-q', '-h', '127.0.0.1', '-p',
+        $ENV{TEST_NGINX_PG_PORT}, '-U', 'social', '-d', 'social', '-tA',
+        '-v', 'ON_ERROR_STOP=1', '-c', $sql
+        or die "psql: $!";
+    local $/;
+    my $out = <$fh> // '';
+    close $fh or die "psql failed ($sql): $out";
+    $out =~ s/\s+\z//;
     return $out;
 }
 
