@@ -66,6 +66,9 @@ struct ngx_social_pg_query_s {
     unsigned                    done:1;    /* its results have ended */
     unsigned                    aborted:1; /* not executed */
     unsigned                    retried:1;
+    unsigned                    background:1; /* of no request */
+
+    ngx_pool_t                 *temp;      /* its values, if background */
 };
 
 
@@ -129,8 +132,15 @@ typedef struct {
 
 #define ngx_social_pg_exclusive(conn)  ((conn)->tx || (conn)->rollback)
 
+/* someone still waits for the query's outcome */
+#define ngx_social_pg_wanted(q)         ((q)->r || (q)->background)
+
 
 static ngx_social_pg_query_t *ngx_social_pg_alloc(ngx_social_pg_pool_t *pool);
+static ngx_social_pg_query_t *ngx_social_pg_prepare_query(ngx_uint_t primary,
+    ngx_social_pg_stmt_t *stmt, ngx_str_t *params, ngx_uint_t nparams,
+    ngx_pool_t *pool, ngx_log_t *log);
+static void ngx_social_pg_submit(ngx_social_pg_query_t *q);
 static void ngx_social_pg_connect(ngx_social_pg_conn_t *conn);
 static ngx_int_t ngx_social_pg_wrap(ngx_social_pg_conn_t *conn);
 static void ngx_social_pg_connect_poll(ngx_social_pg_conn_t *conn);
@@ -343,43 +353,101 @@ ngx_social_pg_query(ngx_http_request_t *r, ngx_social_pg_tx_t *tx,
     ngx_social_pg_stmt_t *stmt, ngx_str_t *params, ngx_uint_t nparams,
     ngx_social_pg_handler_pt handler, void *data)
 {
+    ngx_social_pg_query_t  *q;
+
+    /* a transaction runs on the primary */
+    q = ngx_social_pg_prepare_query(tx != NULL, stmt, params, nparams,
+                                    r->pool, r->connection->log);
+    if (q == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    q->cleanup = ngx_http_cleanup_add(r, 0);
+    if (q->cleanup == NULL) {
+        ngx_social_pg_free_query(q);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    q->cleanup->handler = ngx_social_pg_query_cleanup;
+    q->cleanup->data = q;
+    q->r = r;
+    q->tx = tx;
+    q->handler = handler;
+    q->data = data;
+
+    /* held until the handler runs: the handler finalizes once */
+    r->main->count++;
+
+    ngx_social_pg_submit(q);
+
+    return NGX_DONE;
+}
+
+
+ngx_int_t
+ngx_social_pg_run(ngx_social_pg_stmt_t *stmt, ngx_str_t *params,
+    ngx_uint_t nparams, ngx_social_pg_handler_pt handler, void *data)
+{
+    ngx_pool_t             *temp;
+    ngx_social_pg_query_t  *q;
+
+    temp = ngx_create_pool(512, ngx_cycle->log);
+    if (temp == NULL) {
+        return NGX_ERROR;
+    }
+
+    q = ngx_social_pg_prepare_query(0, stmt, params, nparams, temp,
+                                    ngx_cycle->log);
+    if (q == NULL) {
+        ngx_destroy_pool(temp);
+        return NGX_ERROR;
+    }
+
+    q->temp = temp;
+    q->background = 1;
+    q->handler = handler;
+    q->data = data;
+
+    ngx_social_pg_submit(q);
+
+    return NGX_OK;
+}
+
+
+/* a query record with its parameters copied (NUL-terminated) into pool */
+
+static ngx_social_pg_query_t *
+ngx_social_pg_prepare_query(ngx_uint_t primary, ngx_social_pg_stmt_t *stmt,
+    ngx_str_t *params, ngx_uint_t nparams, ngx_pool_t *pool, ngx_log_t *log)
+{
     u_char                 *p;
     ngx_uint_t              i;
-    ngx_social_pg_pool_t   *pool;
-    ngx_social_pg_conn_t   *conn;
     ngx_social_pg_query_t  *q;
 
     if (nparams > NGX_SOCIAL_PG_MAX_PARAMS || ngx_social_pg_conf == NULL
         || ngx_social_pg_conf->npools == 0)
     {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, log, 0,
                       "social: no PostgreSQL for \"%V\" "
                       "(social_pg_conninfo)", &stmt->name);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
-    /* a transaction runs on the primary */
-    pool = tx ? &ngx_social_pg_conf->pools[0] : ngx_social_pg_pick(stmt);
-
-    q = ngx_social_pg_alloc(pool);
+    q = ngx_social_pg_alloc(primary ? &ngx_social_pg_conf->pools[0]
+                                    : ngx_social_pg_pick(stmt));
     if (q == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NULL;
     }
 
-    q->tx = tx;
     q->stmt = stmt;
     q->kind = (stmt == &ngx_social_pg_commit_stmt) ? NGX_SOCIAL_PG_COMMIT
                                                    : NGX_SOCIAL_PG_STMT;
-    q->handler = handler;
-    q->data = data;
     q->nparams = (int) nparams;
 
-    q->values = ngx_palloc(r->pool, (nparams + 1) * sizeof(char *));
+    q->values = ngx_palloc(pool, (nparams + 1) * sizeof(char *));
     if (q->values == NULL) {
         goto failed;
     }
-
-    /* text parameters travel NUL-terminated */
 
     for (i = 0; i < nparams; i++) {
         if (params[i].data == NULL) {
@@ -387,7 +455,7 @@ ngx_social_pg_query(ngx_http_request_t *r, ngx_social_pg_tx_t *tx,
             continue;
         }
 
-        p = ngx_pnalloc(r->pool, params[i].len + 1);
+        p = ngx_pnalloc(pool, params[i].len + 1);
         if (p == NULL) {
             goto failed;
         }
@@ -397,23 +465,32 @@ ngx_social_pg_query(ngx_http_request_t *r, ngx_social_pg_tx_t *tx,
         q->values[i] = (const char *) p;
     }
 
-    q->cleanup = ngx_http_cleanup_add(r, 0);
-    if (q->cleanup == NULL) {
-        goto failed;
-    }
+    return q;
 
-    q->cleanup->handler = ngx_social_pg_query_cleanup;
-    q->cleanup->data = q;
-    q->r = r;
+failed:
+
+    ngx_social_pg_free_query(q);
+    return NULL;
+}
+
+
+/* sends q, or queues it, or answers it at once (down, queue full) */
+
+static void
+ngx_social_pg_submit(ngx_social_pg_query_t *q)
+{
+    ngx_social_pg_tx_t    *tx;
+    ngx_social_pg_pool_t  *pool;
+    ngx_social_pg_conn_t  *conn;
+
+    pool = q->pool;
+    tx = q->tx;
 
     ngx_social_pg_stats.queries++;
 
-    /* held until the handler runs: the handler finalizes once */
-    r->main->count++;
-
     if (tx && tx->lost) {
         ngx_social_pg_deliver(q, NGX_SOCIAL_PG_UNAVAILABLE, NULL);
-        return NGX_DONE;
+        return;
     }
 
     if (tx && tx->conn) {
@@ -430,7 +507,7 @@ ngx_social_pg_query(ngx_http_request_t *r, ngx_social_pg_tx_t *tx,
             ngx_social_pg_deliver(q, NGX_SOCIAL_PG_UNAVAILABLE, NULL);
         }
 
-        return NGX_DONE;
+        return;
     }
 
     if ((pool->up == 0 && pool->failed)
@@ -438,17 +515,10 @@ ngx_social_pg_query(ngx_http_request_t *r, ngx_social_pg_tx_t *tx,
     {
         ngx_social_pg_stats.rejected++;
         ngx_social_pg_deliver(q, NGX_SOCIAL_PG_UNAVAILABLE, NULL);
-        return NGX_DONE;
+        return;
     }
 
     ngx_social_pg_wait(pool, q, 0);
-
-    return NGX_DONE;
-
-failed:
-
-    ngx_social_pg_free_query(q);
-    return NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
 
 
@@ -1252,7 +1322,7 @@ ngx_social_pg_complete(ngx_social_pg_conn_t *conn, ngx_social_pg_query_t *q)
         break;
     }
 
-    if (q->aborted && q->r && q->tx == NULL) {
+    if (q->aborted && ngx_social_pg_wanted(q) && q->tx == NULL) {
         /*
          * it was never executed: it runs again (as often as it takes,
          * each abort is some other statement's error, answered)
@@ -1376,8 +1446,8 @@ ngx_social_pg_fail(ngx_social_pg_conn_t *conn, ngx_social_pg_query_t *culprit,
         if (q == culprit) {
             ngx_social_pg_finish(q, NGX_SOCIAL_PG_TIMEOUT, NULL);
 
-        } else if (q->r && q->kind == NGX_SOCIAL_PG_STMT && !q->retried
-                   && q->tx == NULL && q->stmt->readonly)
+        } else if (ngx_social_pg_wanted(q) && q->kind == NGX_SOCIAL_PG_STMT
+                   && !q->retried && q->tx == NULL && q->stmt->readonly)
         {
             q->retried = 1;
             PQclear(q->res);
@@ -1613,7 +1683,7 @@ ngx_social_pg_finish(ngx_social_pg_query_t *q, ngx_social_pg_status_e status,
     ngx_connection_t  *c;
 
     if (q->r == NULL) {
-        ngx_social_pg_free_query(q);
+        ngx_social_pg_deliver(q, status, res);
         return;
     }
 
@@ -1636,13 +1706,17 @@ ngx_social_pg_deliver(ngx_social_pg_query_t *q, ngx_social_pg_status_e status,
 
     r = q->r;
 
-    if (r == NULL) {
+    if (!ngx_social_pg_wanted(q)) {
         ngx_social_pg_free_query(q);
         return;
     }
 
-    q->cleanup->handler = NULL;
-    q->r = NULL;
+    if (r != NULL) {
+        q->cleanup->handler = NULL;
+        q->r = NULL;
+    }
+
+    q->background = 0;
 
     result.status = status;
     result.res = res;
@@ -1685,6 +1759,13 @@ ngx_social_pg_free_query(ngx_social_pg_query_t *q)
         PQclear(q->res);
         q->res = NULL;
     }
+
+    if (q->temp != NULL) {
+        ngx_destroy_pool(q->temp);
+        q->temp = NULL;
+    }
+
+    q->background = 0;
 
     ngx_queue_insert_head(&q->pool->free, &q->queue);
 }

@@ -82,6 +82,14 @@ ngx_int_t ngx_social_pg_query(ngx_http_request_t *r, ngx_social_pg_tx_t *tx,
     ngx_social_pg_handler_pt handler, void *data);
 
 /*
+ * A statement of no request (start-up loads, work after the answer): the
+ * handler is called with r NULL, exactly once, possibly before this
+ * returns.  NGX_ERROR: it will not be.
+ */
+ngx_int_t ngx_social_pg_run(ngx_social_pg_stmt_t *stmt, ngx_str_t *params,
+    ngx_uint_t nparams, ngx_social_pg_handler_pt handler, void *data);
+
+/*
  * A transaction of r: its first query pins a connection and begins;
  * ngx_social_pg_commit() commits and releases it.  A request finalized
  * without commit rolls back.

@@ -72,6 +72,13 @@ ngx_int_t ngx_social_users_token(ngx_http_request_t *r,
 ngx_int_t ngx_social_users_revoke(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
 
+ngx_int_t ngx_social_users_revocation_init(ngx_conf_t *cf);
+ngx_int_t ngx_social_users_revocation_start(ngx_cycle_t *cycle);
+void ngx_social_users_revocation_stop(ngx_cycle_t *cycle);
+void ngx_social_users_revoke_token(u_char *jti, time_t exp);
+void ngx_social_users_revoke_user(int64_t user, time_t valid_after,
+    u_char *keep);
+
 ngx_int_t ngx_social_users_register_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_users_register(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);

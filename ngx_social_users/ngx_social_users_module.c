@@ -120,7 +120,8 @@ ngx_social_users_postconfiguration(ngx_conf_t *cf)
 {
     if (ngx_social_users_register_init(cf) != NGX_OK
         || ngx_social_users_me_init(cf) != NGX_OK
-        || ngx_social_users_oauth_init(cf) != NGX_OK)
+        || ngx_social_users_oauth_init(cf) != NGX_OK
+        || ngx_social_users_revocation_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -147,12 +148,17 @@ ngx_social_users_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_social_users_password_init(cycle);
+    if (ngx_social_users_password_init(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_social_users_revocation_start(cycle);
 }
 
 
 static void
 ngx_social_users_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_social_users_revocation_stop(cycle);
     ngx_social_users_password_done(cycle);
 }

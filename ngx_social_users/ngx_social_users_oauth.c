@@ -471,6 +471,7 @@ ngx_social_users_revoke(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
     ngx_int_t                      rc;
     ngx_str_t                      params[3];
     const char                    *error;
+    ngx_social_token_t            *claims;
     ngx_social_token_t             t;
     ngx_social_users_oauth_args_t  args;
 
@@ -508,11 +509,19 @@ ngx_social_users_revoke(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
         params[2].len = ngx_sprintf(params[2].data, "%T", t.exp)
                         - params[2].data;
 
+        claims = ngx_palloc(r->pool, sizeof(ngx_social_token_t));
+        if (claims == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *claims = t;
+        params[0].data = claims->jti;
+
         return ngx_social_pg_query(r, NULL,
                                    &ngx_social_users_oauth_stmts[
                                        NGX_SOCIAL_USERS_REVOKE_ACCESS],
                                    params, 3, ngx_social_users_revoked,
-                                   NULL);
+                                   claims);
     }
 
     /* a refresh token (or nothing known): its family is revoked */
@@ -529,13 +538,21 @@ ngx_social_users_revoke(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 }
 
 
+/* stored: for an access token, applied here and published everywhere */
+
 static void
 ngx_social_users_revoked(ngx_http_request_t *r,
     ngx_social_pg_result_t *result, void *data)
 {
+    ngx_social_token_t  *claims = data;
+
     if (result->status != NGX_SOCIAL_PG_OK) {
         ngx_http_finalize_request(r, ngx_social_pg_send_error(r, result));
         return;
+    }
+
+    if (claims != NULL) {
+        ngx_social_users_revoke_token(claims->jti, claims->exp);
     }
 
     if (ngx_social_users_oauth_no_store(r) != NGX_OK) {

@@ -242,6 +242,33 @@ subtest 'unknown user and wrong password cost the same time' => sub {
 
 stop_nginx();
 
+# two workers: a revocation made in one holds in the other within a second,
+# and after a restart (it is loaded from PostgreSQL)
+
+start_nginx(workers => 2);
+
+subtest 'a revoked access token is refused by every worker' => sub {
+    my (undef, $t) = login($u, 'correct horse');
+    my @before = parallel(10, sub { (me($t->{access_token}))[0] });
+    is_deeply(\@before, [(200) x 10], 'accepted everywhere first');
+
+    is((api('POST', '/oauth/revoke', { token => $t->{access_token} }))[0],
+       200, 'revoked');
+    select(undef, undef, undef, 1);
+    my @after = parallel(20, sub { (me($t->{access_token}))[0] });
+    is_deeply(\@after, [(401) x 20], 'refused everywhere within a second');
+
+    my (undef, $t2) = login($u, 'correct horse');
+    is((me($t2->{access_token}))[0], 200, 'a new token works');
+
+    stop_nginx();
+    start_nginx(workers => 2);
+    my @restart = parallel(10, sub { (me($t->{access_token}))[0] });
+    is_deeply(\@restart, [(401) x 10], 'still refused after a restart');
+};
+
+stop_nginx();
+
 # ES256: one node signs with the private key; another holds the public key
 # only and verifies what the first issued.
 
