@@ -619,6 +619,15 @@ ngx_social_pg_send_json(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* in a worker: whether social_pg_conninfo is set */
+
+ngx_uint_t
+ngx_social_pg_configured(void)
+{
+    return ngx_social_pg_conf != NULL && ngx_social_pg_conf->npools > 0;
+}
+
+
 ngx_uint_t
 ngx_social_pg_connected(void)
 {

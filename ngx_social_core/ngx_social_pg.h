@@ -106,6 +106,7 @@ ngx_int_t ngx_social_pg_send_error(ngx_http_request_t *r,
 ngx_int_t ngx_social_pg_send_json(ngx_http_request_t *r, ngx_uint_t status,
     PGresult *res, int row, int col);
 
+ngx_uint_t ngx_social_pg_configured(void);
 ngx_uint_t ngx_social_pg_connected(void);
 void ngx_social_pg_get_stats(ngx_social_pg_stats_t *stats);
 

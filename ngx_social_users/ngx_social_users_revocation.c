@@ -90,6 +90,11 @@ ngx_social_users_revocation_init(ngx_conf_t *cf)
 ngx_int_t
 ngx_social_users_revocation_start(ngx_cycle_t *cycle)
 {
+    if (!ngx_social_pg_configured()) {
+        /* no users without their database: nothing to mirror */
+        return NGX_OK;
+    }
+
     ngx_rbtree_init(&ngx_social_users_jtis, &ngx_social_users_jtis_sentinel,
                     ngx_rbtree_insert_value);
     ngx_rbtree_init(&ngx_social_users_marks,
