@@ -99,6 +99,7 @@ ngx_int_t ngx_social_thread_run(ngx_http_request_t *r, ngx_thread_pool_t *tp,
 ngx_int_t ngx_social_parse_json_body(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
 ngx_int_t ngx_social_body_bytes(ngx_http_request_t *r, ngx_str_t *body);
+int64_t ngx_social_parse_id(ngx_str_t *s);
 ngx_int_t ngx_social_field_string(json_t *body, const char *name,
     ngx_uint_t required, size_t min, size_t max, ngx_uint_t bytes,
     ngx_str_t *out, json_t *fields);

@@ -72,6 +72,23 @@ invalid:
 }
 
 
+/* an id: 1 to 19 digits, above 0, within 64 bits; else NGX_ERROR */
+
+int64_t
+ngx_social_parse_id(ngx_str_t *s)
+{
+    off_t  n;
+
+    if (s->len == 0 || s->len > 19) {
+        return NGX_ERROR;
+    }
+
+    n = ngx_atoof(s->data, s->len);
+
+    return n > 0 ? (int64_t) n : NGX_ERROR;
+}
+
+
 /* jansson has checked the UTF-8: count the bytes that start a character */
 
 static size_t

@@ -20,15 +20,21 @@
 #define NGX_SOCIAL_USERS_PHC_LEN     128
 
 
-/* the own view of a user (the public one and the email), as JSON text */
-#define NGX_SOCIAL_USERS_OWN_VIEW                                            \
-    "json_build_object('id', id::text, 'username', username, "              \
+/* a user's public view, and the own view (with the email), as JSON text */
+#define NGX_SOCIAL_USERS_FIELDS                                              \
+    "'id', id::text, 'username', username, "                                \
     "'display_name', display_name, 'bio', bio, "                            \
     "'created_at', to_char(created_at AT TIME ZONE 'UTC', "                 \
     "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "                                \
     "'followers_count', followers_count, "                                  \
     "'following_count', following_count, "                                  \
-    "'posts_count', posts_count, 'email', email)::text"
+    "'posts_count', posts_count"
+
+#define NGX_SOCIAL_USERS_PUBLIC_VIEW                                         \
+    "json_build_object(" NGX_SOCIAL_USERS_FIELDS ")::text"
+
+#define NGX_SOCIAL_USERS_OWN_VIEW                                            \
+    "json_build_object(" NGX_SOCIAL_USERS_FIELDS ", 'email', email)::text"
 
 
 typedef struct {
@@ -65,6 +71,14 @@ void ngx_social_users_password_verify(ngx_social_users_verify_t *v);
 
 ngx_int_t ngx_social_users_me_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_users_me(ngx_http_request_t *r, ngx_social_ctx_t *ctx);
+ngx_int_t ngx_social_users_patch_me(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
+
+ngx_int_t ngx_social_users_profile_init(ngx_conf_t *cf);
+ngx_int_t ngx_social_users_profile(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
+ngx_int_t ngx_social_users_uncache_and_send(ngx_http_request_t *r,
+    ngx_str_t *ids, ngx_uint_t n, ngx_uint_t status, PGresult *res);
 
 ngx_int_t ngx_social_users_oauth_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_users_token(ngx_http_request_t *r,

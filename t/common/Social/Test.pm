@@ -270,9 +270,9 @@ sub redis_cli {
     open my $fh, '-|', 'redis-cli', '-p', $port, @args
         or die "redis-cli: $!";
     local $/;
-    my $out = <$fh>;
+    my $out = <$fh> // '';
     close $fh;
-    chomp $out if defined $out;
+    $out =~ s/\s+\z//;
     return $out;
 }
 

@@ -1,0 +1,331 @@
+/*
+ * Public profiles: GET /v1/users/{id} where {id} is an id or @username.
+ *
+ * The public view of a user by id is cached in Redis ("social:user:<id>",
+ * 60 s) and deleted by every write that changes it before that write is
+ * answered; with Redis down, profiles are read from PostgreSQL.  The
+ * expiry only bounds what a write made while Redis was away may leave.
+ */
+
+#include "ngx_social_users.h"
+
+
+#define NGX_SOCIAL_USERS_CACHE_TTL  "60"
+
+
+typedef struct {
+    ngx_str_t                   id;        /* digits, when known */
+    ngx_str_t                   json;      /* what the writer answers */
+    ngx_uint_t                  status;
+} ngx_social_users_profile_ctx_t;
+
+
+static ngx_int_t ngx_social_users_profile_query(ngx_http_request_t *r,
+    ngx_social_users_profile_ctx_t *pc, ngx_uint_t by_name,
+    ngx_str_t *param);
+static void ngx_social_users_profile_cached(redisReply *reply, void *data);
+static void ngx_social_users_profile_loaded(ngx_http_request_t *r,
+    ngx_social_pg_result_t *result, void *data);
+static void ngx_social_users_profile_stored(redisReply *reply, void *data);
+static void ngx_social_users_uncached(redisReply *reply, void *data);
+static u_char *ngx_social_users_cache_key(ngx_pool_t *pool, ngx_str_t *id,
+    size_t *len);
+
+
+static ngx_social_pg_stmt_t  ngx_social_users_profile_stmts[] = {
+
+    { ngx_string("users_profile_by_id"),
+      ngx_string("SELECT id::text, " NGX_SOCIAL_USERS_PUBLIC_VIEW
+                 " FROM users WHERE id = $1"),
+      1 },
+
+    { ngx_string("users_profile_by_name"),
+      ngx_string("SELECT id::text, " NGX_SOCIAL_USERS_PUBLIC_VIEW
+                 " FROM users WHERE lower(username) = lower($1)"),
+      1 }
+};
+
+
+ngx_int_t
+ngx_social_users_profile_init(ngx_conf_t *cf)
+{
+    return ngx_social_pg_register(cf, ngx_social_users_profile_stmts,
+                                  sizeof(ngx_social_users_profile_stmts)
+                                  / sizeof(ngx_social_pg_stmt_t));
+}
+
+
+ngx_int_t
+ngx_social_users_profile(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
+{
+    size_t                           len;
+    ngx_str_t                       *arg, name;
+    ngx_social_redis_argv_t          cmd;
+    ngx_social_users_profile_ctx_t  *pc;
+    const char                     **argv;
+    size_t                          *argvlen;
+
+    arg = &ctx->params[0];
+
+    pc = ngx_pcalloc(r->pool, sizeof(ngx_social_users_profile_ctx_t));
+    if (pc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (arg->len > 1 && arg->data[0] == '@') {
+        name.data = arg->data + 1;
+        name.len = arg->len - 1;
+
+        return ngx_social_users_profile_query(r, pc, 1, &name);
+    }
+
+    if (ngx_social_parse_id(arg) == NGX_ERROR) {
+        return ngx_social_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                     "no such user", NULL);
+    }
+
+    pc->id = *arg;
+
+    argv = ngx_palloc(r->pool, 2 * sizeof(char *));
+    argvlen = ngx_palloc(r->pool, 2 * sizeof(size_t));
+    if (argv == NULL || argvlen == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    argv[0] = "GET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) ngx_social_users_cache_key(r->pool, arg, &len);
+    argvlen[1] = len;
+
+    if (argv[1] == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cmd.argc = 2;
+    cmd.argv = argv;
+    cmd.argvlen = argvlen;
+
+    r->main->count++;
+
+    if (ngx_social_redis_command(r, &cmd, ngx_social_users_profile_cached,
+                                 r)
+        != NGX_OK)
+    {
+        r->main->count--;
+        return ngx_social_users_profile_query(r, pc, 0, &pc->id);
+    }
+
+    ngx_http_set_ctx(r, pc, ngx_social_users_module);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_social_users_profile_query(ngx_http_request_t *r,
+    ngx_social_users_profile_ctx_t *pc, ngx_uint_t by_name, ngx_str_t *param)
+{
+    return ngx_social_pg_query(r, NULL, &ngx_social_users_profile_stmts[
+                                            by_name ? 1 : 0],
+                               param, 1, ngx_social_users_profile_loaded,
+                               pc);
+}
+
+
+/* a hit is the answer; a miss, or Redis away, asks PostgreSQL */
+
+static void
+ngx_social_users_profile_cached(redisReply *reply, void *data)
+{
+    ngx_http_request_t  *r = data;
+
+    ngx_str_t                        json;
+    ngx_social_users_profile_ctx_t  *pc;
+
+    pc = ngx_http_get_module_ctx(r, ngx_social_users_module);
+
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
+        ngx_http_finalize_request(r,
+            ngx_social_users_profile_query(r, pc, 0, &pc->id));
+        return;
+    }
+
+    json.len = reply->len;
+    json.data = ngx_pnalloc(r->pool, json.len);
+
+    if (json.data == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_memcpy(json.data, reply->str, json.len);
+
+    ngx_http_finalize_request(r, ngx_social_send_json_text(r, NGX_HTTP_OK,
+                                                           &json));
+}
+
+
+static void
+ngx_social_users_profile_loaded(ngx_http_request_t *r,
+    ngx_social_pg_result_t *result, void *data)
+{
+    size_t                   len;
+    ngx_str_t                id;
+    ngx_social_redis_argv_t  cmd;
+    const char              *argv[5];
+    size_t                   argvlen[5];
+
+    if (result->status != NGX_SOCIAL_PG_OK) {
+        ngx_http_finalize_request(r, ngx_social_pg_send_error(r, result));
+        return;
+    }
+
+    if (PQntuples(result->res) == 0) {
+        ngx_http_finalize_request(r, ngx_social_send_error(r,
+                                      NGX_HTTP_NOT_FOUND, "not_found",
+                                      "no such user", NULL));
+        return;
+    }
+
+    /* for the next reader: SET key view EX ttl, in the background */
+
+    id.data = (u_char *) PQgetvalue(result->res, 0, 0);
+    id.len = PQgetlength(result->res, 0, 0);
+
+    argv[0] = "SET";
+    argvlen[0] = 3;
+    argv[1] = (const char *) ngx_social_users_cache_key(r->pool, &id, &len);
+    argvlen[1] = len;
+    argv[2] = PQgetvalue(result->res, 0, 1);
+    argvlen[2] = PQgetlength(result->res, 0, 1);
+    argv[3] = "EX";
+    argvlen[3] = 2;
+    argv[4] = NGX_SOCIAL_USERS_CACHE_TTL;
+    argvlen[4] = sizeof(NGX_SOCIAL_USERS_CACHE_TTL) - 1;
+
+    if (argv[1] != NULL) {
+        cmd.argc = 5;
+        cmd.argv = argv;
+        cmd.argvlen = argvlen;
+
+        (void) ngx_social_redis_command(NULL, &cmd,
+                                        ngx_social_users_profile_stored,
+                                        NULL);
+    }
+
+    ngx_http_finalize_request(r, ngx_social_pg_send_json(r, NGX_HTTP_OK,
+                                                         result->res, 0, 1));
+}
+
+
+static void
+ngx_social_users_profile_stored(redisReply *reply, void *data)
+{
+    /* a cache fill that failed is only a later miss */
+}
+
+
+/*
+ * A write changed these users' public views: the cached ones are deleted,
+ * then the write is answered with column 0 of res (copied now: res ends
+ * with the caller's callback).
+ */
+
+ngx_int_t
+ngx_social_users_uncache_and_send(ngx_http_request_t *r, ngx_str_t *ids,
+    ngx_uint_t n, ngx_uint_t status, PGresult *res)
+{
+    size_t                           len;
+    ngx_uint_t                       i;
+    ngx_social_redis_argv_t          cmd;
+    ngx_social_users_profile_ctx_t  *pc;
+    const char                     **argv;
+    size_t                          *argvlen;
+
+    pc = ngx_pcalloc(r->pool, sizeof(ngx_social_users_profile_ctx_t));
+    argv = ngx_palloc(r->pool, (n + 1) * sizeof(char *));
+    argvlen = ngx_palloc(r->pool, (n + 1) * sizeof(size_t));
+
+    if (pc == NULL || argv == NULL || argvlen == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    pc->status = status;
+    pc->json.len = PQgetlength(res, 0, 0);
+    pc->json.data = ngx_pnalloc(r->pool, pc->json.len);
+
+    if (pc->json.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(pc->json.data, PQgetvalue(res, 0, 0), pc->json.len);
+
+    argv[0] = "DEL";
+    argvlen[0] = 3;
+
+    for (i = 0; i < n; i++) {
+        argv[i + 1] = (const char *) ngx_social_users_cache_key(r->pool,
+                                                                &ids[i], &len);
+        argvlen[i + 1] = len;
+
+        if (argv[i + 1] == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    cmd.argc = n + 1;
+    cmd.argv = argv;
+    cmd.argvlen = argvlen;
+
+    ngx_http_set_ctx(r, pc, ngx_social_users_module);
+
+    r->main->count++;
+
+    if (ngx_social_redis_command(r, &cmd, ngx_social_users_uncached, r)
+        != NGX_OK)
+    {
+        r->main->count--;
+        return ngx_social_send_json_text(r, status, &pc->json);
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_social_users_uncached(redisReply *reply, void *data)
+{
+    ngx_http_request_t  *r = data;
+
+    ngx_social_users_profile_ctx_t  *pc;
+
+    pc = ngx_http_get_module_ctx(r, ngx_social_users_module);
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "social: a cached profile could not be deleted; "
+                      "it expires within " NGX_SOCIAL_USERS_CACHE_TTL " s");
+    }
+
+    ngx_http_finalize_request(r, ngx_social_send_json_text(r, pc->status,
+                                                           &pc->json));
+}
+
+
+static u_char *
+ngx_social_users_cache_key(ngx_pool_t *pool, ngx_str_t *id, size_t *len)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(pool, sizeof("social:user:") - 1 + id->len);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    *len = ngx_cpymem(ngx_cpymem(p, "social:user:", sizeof("social:user:")
+                                                    - 1),
+                      id->data, id->len)
+           - p;
+
+    return p;
+}
