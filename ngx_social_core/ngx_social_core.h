@@ -68,6 +68,22 @@ typedef struct {
 } ngx_social_metrics_t;
 
 
+/* list arguments: params for "... LIMIT $n" (limit + 1) and the cursors
+ * (data NULL when absent) */
+typedef struct {
+    ngx_uint_t                  limit;
+    ngx_str_t                   max_id;
+    ngx_str_t                   since_id;
+    ngx_str_t                   fetch;
+    u_char                      fetch_buf[NGX_INT_T_LEN];
+} ngx_social_list_t;
+
+ngx_int_t ngx_social_list_args(ngx_http_request_t *r, ngx_social_list_t *l,
+    json_t *fields);
+ngx_int_t ngx_social_send_list(ngx_http_request_t *r, ngx_social_list_t *l,
+    PGresult *res, int cursor, int item);
+
+
 /* authentication */
 void ngx_social_auth_set_revocation(ngx_social_auth_revoked_pt revoked);
 

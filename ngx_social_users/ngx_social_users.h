@@ -74,6 +74,16 @@ ngx_int_t ngx_social_users_me(ngx_http_request_t *r, ngx_social_ctx_t *ctx);
 ngx_int_t ngx_social_users_patch_me(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
 
+ngx_int_t ngx_social_users_follow_init(ngx_conf_t *cf);
+ngx_int_t ngx_social_users_follow(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
+ngx_int_t ngx_social_users_unfollow(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
+ngx_int_t ngx_social_users_followers(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
+ngx_int_t ngx_social_users_following(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
+
 ngx_int_t ngx_social_users_profile_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_users_profile(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);

@@ -23,6 +23,14 @@ static ngx_social_route_t  ngx_social_users_routes[] = {
       NGX_SOCIAL_ROUTE_AUTH|NGX_SOCIAL_ROUTE_JSON_BODY },
     { NGX_HTTP_GET, ngx_string("/v1/users/{id}"), ngx_social_users_profile,
       0 },
+    { NGX_HTTP_POST, ngx_string("/v1/users/{id}/follow"),
+      ngx_social_users_follow, NGX_SOCIAL_ROUTE_AUTH },
+    { NGX_HTTP_DELETE, ngx_string("/v1/users/{id}/follow"),
+      ngx_social_users_unfollow, NGX_SOCIAL_ROUTE_AUTH },
+    { NGX_HTTP_GET, ngx_string("/v1/users/{id}/followers"),
+      ngx_social_users_followers, 0 },
+    { NGX_HTTP_GET, ngx_string("/v1/users/{id}/following"),
+      ngx_social_users_following, 0 },
     { NGX_HTTP_POST, ngx_string("/oauth/token"), ngx_social_users_token,
       NGX_SOCIAL_ROUTE_RAW_BODY },
     { NGX_HTTP_POST, ngx_string("/oauth/revoke"), ngx_social_users_revoke,
@@ -125,6 +133,7 @@ ngx_social_users_postconfiguration(ngx_conf_t *cf)
     if (ngx_social_users_register_init(cf) != NGX_OK
         || ngx_social_users_me_init(cf) != NGX_OK
         || ngx_social_users_profile_init(cf) != NGX_OK
+        || ngx_social_users_follow_init(cf) != NGX_OK
         || ngx_social_users_oauth_init(cf) != NGX_OK
         || ngx_social_users_revocation_init(cf) != NGX_OK)
     {
