@@ -38,6 +38,7 @@ bench_nginx_start() {
         done
         cat <<CONF
 worker_processes 2;
+thread_pool default threads=4;
 pid $BENCH_DIR/nginx.pid;
 error_log $BENCH_DIR/logs/error.log warn;
 events { worker_connections 4096; }

@@ -202,7 +202,7 @@ static const char  *ngx_social_pg_internal_sql[] = {
 };
 
 static ngx_social_pg_stmt_t  ngx_social_pg_commit_stmt = {
-    ngx_string("commit"), ngx_string("COMMIT"), 0
+    ngx_string("commit"), ngx_string("COMMIT"), 0, 0
 };
 
 
@@ -1892,7 +1892,7 @@ ngx_social_pg_pick(ngx_social_pg_stmt_t *stmt)
 {
     ngx_social_pg_pool_t  *replica;
 
-    if (stmt->readonly && ngx_social_pg_conf->npools > 1) {
+    if (stmt->replica && ngx_social_pg_conf->npools > 1) {
         replica = &ngx_social_pg_conf->pools[1];
 
         if (replica->up > 0) {

@@ -22,7 +22,10 @@
 typedef struct {
     ngx_str_t                   name;      /* unique, "users_by_id" */
     ngx_str_t                   sql;
-    ngx_uint_t                  readonly;  /* may run on the replica */
+    ngx_uint_t                  readonly;  /* writes nothing: batched with
+                                              others, sent again if lost */
+    ngx_uint_t                  replica;   /* a stale read is acceptable:
+                                              may run on the replica */
 } ngx_social_pg_stmt_t;
 
 

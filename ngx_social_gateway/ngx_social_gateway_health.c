@@ -23,7 +23,7 @@ static ngx_int_t ngx_social_gateway_readyz_send(
 
 
 static ngx_social_pg_stmt_t  ngx_social_gateway_ready_stmt = {
-    ngx_string("gateway_ready"), ngx_string("SELECT 1"), 0
+    ngx_string("gateway_ready"), ngx_string("SELECT 1"), 1, 0
 };
 
 

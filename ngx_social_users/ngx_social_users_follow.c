@@ -71,7 +71,7 @@ static ngx_social_pg_stmt_t  ngx_social_users_follow_stmts[] = {
                  "b AS (UPDATE users SET followers_count = followers_count "
                  "+ 1 WHERE id = (SELECT followee_id FROM ins)) "
                  NGX_SOCIAL_USERS_RELATION("true")),
-      0 },
+      0, 0 },
 
     { ngx_string("users_unfollow"),
       ngx_string("WITH " NGX_SOCIAL_USERS_TARGET ", "
@@ -83,15 +83,15 @@ static ngx_social_pg_stmt_t  ngx_social_users_follow_stmts[] = {
                  "b AS (UPDATE users SET followers_count = followers_count "
                  "- 1 WHERE id = (SELECT followee_id FROM del)) "
                  NGX_SOCIAL_USERS_RELATION("false")),
-      0 },
+      0, 0 },
 
     { ngx_string("users_followers"),
       ngx_string(NGX_SOCIAL_USERS_LIST("followee_id", "follower_id")),
-      1 },
+      1, 0 },
 
     { ngx_string("users_following"),
       ngx_string(NGX_SOCIAL_USERS_LIST("follower_id", "followee_id")),
-      1 }
+      1, 0 }
 };
 
 

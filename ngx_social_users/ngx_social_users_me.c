@@ -48,11 +48,11 @@ static ngx_social_pg_stmt_t  ngx_social_users_me_stmts[] = {
     { ngx_string("users_me"),
       ngx_string("SELECT " NGX_SOCIAL_USERS_OWN_VIEW
                  " FROM users WHERE id = $1"),
-      0 },
+      1, 0 },
 
     { ngx_string("users_me_hash"),
       ngx_string("SELECT password_hash FROM credentials WHERE user_id = $1"),
-      0 },
+      1, 0 },
 
     /* $4: a new password hash, or NULL; $5: the token to keep */
     { ngx_string("users_me_update"),
@@ -70,7 +70,7 @@ static ngx_social_pg_stmt_t  ngx_social_users_me_stmts[] = {
                  "SELECT " NGX_SOCIAL_USERS_OWN_VIEW ", "
                  "(SELECT extract(epoch FROM tokens_valid_after)::bigint "
                  "FROM c) FROM u"),
-      0 }
+      0, 0 }
 };
 
 

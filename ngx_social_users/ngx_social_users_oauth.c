@@ -86,13 +86,13 @@ static ngx_social_pg_stmt_t  ngx_social_users_oauth_stmts[] = {
       ngx_string("SELECT u.id::text, c.password_hash FROM users u "
                  "JOIN credentials c ON c.user_id = u.id "
                  "WHERE lower(u.username) = lower($1)"),
-      0 },
+      1, 0 },
 
     { ngx_string("oauth_user_by_email"),
       ngx_string("SELECT u.id::text, c.password_hash FROM users u "
                  "JOIN credentials c ON c.user_id = u.id "
                  "WHERE lower(u.email) = lower($1)"),
-      0 },
+      1, 0 },
 
     /* a new family; the password hash upgraded when $4 is given */
     { ngx_string("oauth_login"),
@@ -104,7 +104,7 @@ static ngx_social_pg_stmt_t  ngx_social_users_oauth_stmts[] = {
                  "(id, user_id, family_id, token_hash, expires_at) "
                  "SELECT n.id, $1, n.id, decode($2, 'hex'), "
                  "now() + make_interval(secs => $3) FROM n"),
-      0 },
+      0, 0 },
 
     /* the token is used: it rotates to a new one of its family */
     { ngx_string("oauth_rotate"),
@@ -118,7 +118,7 @@ static ngx_social_pg_stmt_t  ngx_social_users_oauth_stmts[] = {
                  "now() + make_interval(secs => $3) FROM old "
                  "RETURNING user_id) "
                  "SELECT user_id::text FROM new"),
-      0 },
+      0, 0 },
 
     /* a rotated token came back: its whole family is revoked */
     { ngx_string("oauth_reused"),
@@ -126,20 +126,20 @@ static ngx_social_pg_stmt_t  ngx_social_users_oauth_stmts[] = {
                  "WHERE family_id = (SELECT family_id FROM refresh_tokens "
                  "WHERE token_hash = decode($1, 'hex') "
                  "AND rotated_at IS NOT NULL) AND revoked_at IS NULL"),
-      0 },
+      0, 0 },
 
     { ngx_string("oauth_revoke_refresh"),
       ngx_string("UPDATE refresh_tokens SET revoked_at = now() "
                  "WHERE family_id = (SELECT family_id FROM refresh_tokens "
                  "WHERE token_hash = decode($1, 'hex')) "
                  "AND revoked_at IS NULL"),
-      0 },
+      0, 0 },
 
     { ngx_string("oauth_revoke_access"),
       ngx_string("INSERT INTO revoked_tokens (jti, user_id, expires_at) "
                  "VALUES ($1, $2, to_timestamp($3)) "
                  "ON CONFLICT (jti) DO NOTHING"),
-      0 }
+      0, 0 }
 };
 
 

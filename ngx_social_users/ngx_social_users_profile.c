@@ -37,12 +37,12 @@ static ngx_social_pg_stmt_t  ngx_social_users_profile_stmts[] = {
     { ngx_string("users_profile_by_id"),
       ngx_string("SELECT id::text, " NGX_SOCIAL_USERS_PUBLIC_VIEW
                  " FROM users WHERE id = $1"),
-      1 },
+      1, 0 },
 
     { ngx_string("users_profile_by_name"),
       ngx_string("SELECT id::text, " NGX_SOCIAL_USERS_PUBLIC_VIEW
                  " FROM users WHERE lower(username) = lower($1)"),
-      1 }
+      1, 0 }
 };
 
 

@@ -33,7 +33,7 @@ static ngx_social_pg_stmt_t  ngx_social_users_register_stmt = {
                "c AS (INSERT INTO credentials (user_id, password_hash) "
                "SELECT id, $4 FROM u) "
                "SELECT " NGX_SOCIAL_USERS_OWN_VIEW " FROM u"),
-    0
+    0, 0
 };
 
 

@@ -54,7 +54,7 @@ static ngx_social_pg_stmt_t  ngx_social_users_revocation_stmts[] = {
     { ngx_string("revocation_tokens"),
       ngx_string("SELECT jti, extract(epoch FROM expires_at)::bigint "
                  "FROM revoked_tokens WHERE expires_at > now()"),
-      0 },
+      0, 0 },
 
     { ngx_string("revocation_marks"),
       ngx_string("SELECT user_id, "
@@ -62,7 +62,7 @@ static ngx_social_pg_stmt_t  ngx_social_users_revocation_stmts[] = {
                  "coalesce(tokens_keep_jti, '') FROM credentials "
                  "WHERE tokens_valid_after > "
                  "now() - make_interval(secs => $1)"),
-      0 }
+      0, 0 }
 };
 
 

@@ -55,25 +55,25 @@ static ngx_social_pg_stmt_t  ngx_social_test_pg_stmts[] = {
                  "'ts', to_char($5::timestamptz AT TIME ZONE 'UTC', "
                  "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
                  "'float', $6::float8, 'null', $7::text)::text"),
-      1 },
+      1, 0 },
 
     { ngx_string("test_sleep"),
       ngx_string("SELECT pg_sleep($1::float8)"),
-      0 },
+      0, 0 },
 
     { ngx_string("test_user_by_id"),
       ngx_string("SELECT id::text, username FROM users WHERE id = $1"),
-      1 },
+      1, 1 },
 
     { ngx_string("test_user_by_name"),
       ngx_string("SELECT id::text, username FROM users "
                  "WHERE lower(username) = lower($1)"),
-      1 },
+      1, 1 },
 
     { ngx_string("test_insert_user"),
       ngx_string("INSERT INTO users (username, email) VALUES ($1, $2) "
                  "RETURNING id::text"),
-      0 }
+      0, 0 }
 };
 
 
