@@ -11,21 +11,127 @@
 
 static ngx_int_t ngx_social_auth_unauthorized(ngx_http_request_t *r,
     const char *error, const char *message);
+static void ngx_social_auth_wait_timeout(ngx_event_t *ev);
+static void ngx_social_auth_wait_cleanup(void *data);
+
+
+/* requests waiting for the worker's revocation mirror, at start-up only */
+#define NGX_SOCIAL_AUTH_WAIT  5000
 
 
 static ngx_social_auth_revoked_pt  ngx_social_auth_revoked;
+static ngx_queue_t                 ngx_social_auth_waiting;
 
 
 void
 ngx_social_auth_set_revocation(ngx_social_auth_revoked_pt revoked)
 {
     ngx_social_auth_revoked = revoked;
+    ngx_queue_init(&ngx_social_auth_waiting);
+}
+
+
+/* the mirror is loaded: the requests that waited for it go on */
+
+void
+ngx_social_auth_ready(void)
+{
+    ngx_queue_t         *q;
+    ngx_connection_t    *c;
+    ngx_social_ctx_t    *ctx;
+    ngx_http_request_t  *r;
+
+    while (!ngx_queue_empty(&ngx_social_auth_waiting)) {
+        q = ngx_queue_head(&ngx_social_auth_waiting);
+        ngx_queue_remove(q);
+        ngx_queue_init(q);
+
+        ctx = ngx_queue_data(q, ngx_social_ctx_t, waiting);
+        r = ctx->request;
+        c = r->connection;
+
+        if (ctx->wait.timer_set) {
+            ngx_del_timer(&ctx->wait);
+        }
+
+        ngx_http_finalize_request(r, ngx_social_core_run(r, ctx));
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+
+ngx_int_t
+ngx_social_auth_wait(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
+{
+    ngx_http_cleanup_t  *cln;
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_social_auth_wait_cleanup;
+    cln->data = ctx;
+
+    ctx->wait.handler = ngx_social_auth_wait_timeout;
+    ctx->wait.data = r->connection;
+    ctx->wait.log = r->connection->log;
+
+    ngx_queue_insert_tail(&ngx_social_auth_waiting, &ctx->waiting);
+    ngx_add_timer(&ctx->wait, NGX_SOCIAL_AUTH_WAIT);
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_social_auth_wait_timeout(ngx_event_t *ev)
+{
+    ngx_connection_t    *c;
+    ngx_social_ctx_t    *ctx;
+    ngx_http_request_t  *r;
+
+    ctx = (ngx_social_ctx_t *) ((u_char *) ev
+                                - offsetof(ngx_social_ctx_t, wait));
+    r = ctx->request;
+    c = r->connection;
+
+    ngx_queue_remove(&ctx->waiting);
+    ngx_queue_init(&ctx->waiting);
+
+    ngx_http_finalize_request(r, ngx_social_send_error(r,
+                                  NGX_HTTP_SERVICE_UNAVAILABLE, "unavailable",
+                                  "token revocations are not loaded yet",
+                                  NULL));
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_social_auth_wait_cleanup(void *data)
+{
+    ngx_social_ctx_t  *ctx = data;
+
+    if (ctx->wait.timer_set) {
+        ngx_del_timer(&ctx->wait);
+    }
+
+    if (ngx_queue_next(&ctx->waiting) != NULL
+        && !ngx_queue_empty(&ctx->waiting))
+    {
+        ngx_queue_remove(&ctx->waiting);
+        ngx_queue_init(&ctx->waiting);
+    }
 }
 
 
 /*
  * NGX_OK: go on (ctx->user_id is set, or 0 for an anonymous request).
  * NGX_DECLINED: a 401 was sent; *rc is the result of sending it.
+ * NGX_AGAIN: whether the token was revoked is not known yet.
  */
 
 ngx_int_t
@@ -84,7 +190,16 @@ ngx_social_auth(ngx_http_request_t *r, ngx_social_ctx_t *ctx, ngx_int_t *rc)
         return NGX_DECLINED;
     }
 
-    if (ngx_social_auth_revoked && ngx_social_auth_revoked(&ctx->token)) {
+    switch (ngx_social_auth_revoked ? ngx_social_auth_revoked(&ctx->token)
+                                    : NGX_OK)
+    {
+    case NGX_OK:
+        break;
+
+    case NGX_AGAIN:
+        return NGX_AGAIN;
+
+    default:
         *rc = ngx_social_auth_unauthorized(r, "invalid_token",
                                                "the access token was revoked");
         return NGX_DECLINED;

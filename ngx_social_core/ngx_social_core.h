@@ -47,11 +47,18 @@ typedef struct {
 } ngx_social_route_t;
 
 
-/* whether a verified token was revoked (set by the users module) */
-typedef ngx_uint_t (*ngx_social_auth_revoked_pt)(ngx_social_token_t *token);
+/*
+ * Whether a verified token was revoked (set by the users module): NGX_OK
+ * valid, NGX_DECLINED revoked, NGX_AGAIN not known yet (the worker's
+ * mirror is loading; the request waits for ngx_social_auth_ready()).
+ */
+typedef ngx_int_t (*ngx_social_auth_revoked_pt)(ngx_social_token_t *token);
 
 
 struct ngx_social_ctx_s {
+    ngx_queue_t                 waiting;   /* for the revocation mirror */
+    ngx_event_t                 wait;
+    ngx_http_request_t         *request;
     ngx_social_route_t         *route;
     int64_t                     user_id;   /* 0: anonymous */
     ngx_social_token_t          token;
@@ -86,6 +93,7 @@ ngx_int_t ngx_social_send_list(ngx_http_request_t *r, ngx_social_list_t *l,
 
 /* authentication */
 void ngx_social_auth_set_revocation(ngx_social_auth_revoked_pt revoked);
+void ngx_social_auth_ready(void);
 
 
 /* router */

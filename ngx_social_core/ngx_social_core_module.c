@@ -17,8 +17,6 @@ typedef struct {
 
 static ngx_int_t ngx_social_core_api_handler(ngx_http_request_t *r);
 static void ngx_social_core_body_handler(ngx_http_request_t *r);
-static ngx_int_t ngx_social_core_run(ngx_http_request_t *r,
-    ngx_social_ctx_t *ctx);
 static ngx_int_t ngx_social_core_not_allowed(ngx_http_request_t *r,
     ngx_uint_t allowed);
 static ngx_int_t ngx_social_core_error_page_handler(ngx_http_request_t *r);
@@ -129,6 +127,7 @@ ngx_social_core_api_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ctx->request = r;
     ngx_http_set_ctx(r, ctx, ngx_social_core_module);
 
     rc = ngx_social_router_match(r, ctx, &allowed);
@@ -195,12 +194,20 @@ ngx_social_core_body_handler(ngx_http_request_t *r)
  * dropped.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_social_core_run(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 {
     ngx_int_t  rc;
 
-    if (ngx_social_auth(r, ctx, &rc) != NGX_OK) {
+    switch (ngx_social_auth(r, ctx, &rc)) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_AGAIN:
+        return ngx_social_auth_wait(r, ctx);
+
+    default:
         return rc;
     }
 

@@ -31,7 +31,7 @@ typedef struct {
 } ngx_social_users_mark_t;
 
 
-static ngx_uint_t ngx_social_users_revoked(ngx_social_token_t *token);
+static ngx_int_t ngx_social_users_revoked(ngx_social_token_t *token);
 static void ngx_social_users_revocation_message(ngx_str_t *channel,
     ngx_str_t *message, void *data);
 static void ngx_social_users_revocation_resync(void *data);
@@ -46,6 +46,8 @@ static void ngx_social_users_add_mark(int64_t user, time_t valid_after,
     u_char *keep);
 static ngx_social_users_jti_t *ngx_social_users_find_jti(u_char *jti);
 static void ngx_social_users_revocation_prune(ngx_uint_t all);
+static void ngx_social_users_revocation_loaded(ngx_uint_t half);
+static void ngx_social_users_publish(u_char *msg, size_t len);
 static void ngx_social_users_published(redisReply *reply, void *data);
 
 
@@ -75,6 +77,7 @@ static ngx_rbtree_t                  ngx_social_users_marks;
 static ngx_rbtree_node_t             ngx_social_users_marks_sentinel;
 static ngx_social_redis_listener_t  *ngx_social_users_listener;
 static ngx_event_t                   ngx_social_users_reload;
+static ngx_uint_t                    ngx_social_users_loaded;
 static ngx_connection_t              ngx_social_users_reload_dummy;
 
 
@@ -117,7 +120,7 @@ ngx_social_users_revocation_start(ngx_cycle_t *cycle)
     ngx_social_users_reload.cancelable = 1;
 
     ngx_social_users_revocation_load();
-    ngx_add_timer(&ngx_social_users_reload, NGX_SOCIAL_USERS_RELOAD);
+    ngx_add_timer(&ngx_social_users_reload, 1000);
 
     ngx_social_auth_set_revocation(ngx_social_users_revoked);
 
@@ -151,48 +154,41 @@ ngx_social_users_revocation_stop(ngx_cycle_t *cycle)
 void
 ngx_social_users_revoke_token(u_char *jti, time_t exp)
 {
-    u_char                   msg[NGX_SOCIAL_JTI_LEN + NGX_TIME_T_LEN + 4];
-    size_t                   len;
-    ngx_social_redis_argv_t  cmd;
-    const char              *argv[3];
-    size_t                   argvlen[3];
+    u_char  msg[NGX_SOCIAL_JTI_LEN + NGX_TIME_T_LEN + 4];
 
     ngx_social_users_add_jti(jti, exp);
 
-    len = ngx_sprintf(msg, "t %*s %T", (size_t) NGX_SOCIAL_JTI_LEN, jti, exp)
-          - msg;
-
-    argv[0] = "PUBLISH";
-    argvlen[0] = 7;
-    argv[1] = (const char *) ngx_social_users_revocation_channel.data;
-    argvlen[1] = ngx_social_users_revocation_channel.len;
-    argv[2] = (const char *) msg;
-    argvlen[2] = len;
-
-    cmd.argc = 3;
-    cmd.argv = argv;
-    cmd.argvlen = argvlen;
-
-    (void) ngx_social_redis_command(NULL, &cmd, ngx_social_users_published,
-                                    NULL);
+    ngx_social_users_publish(msg,
+                             ngx_sprintf(msg, "t %*s %T",
+                                         (size_t) NGX_SOCIAL_JTI_LEN, jti,
+                                         exp)
+                             - msg);
 }
 
 
 void
 ngx_social_users_revoke_user(int64_t user, time_t valid_after, u_char *keep)
 {
-    u_char                   msg[NGX_INT64_LEN + NGX_TIME_T_LEN
-                                 + NGX_SOCIAL_JTI_LEN + 8];
-    size_t                   len;
-    ngx_social_redis_argv_t  cmd;
-    const char              *argv[3];
-    size_t                   argvlen[3];
+    u_char  msg[NGX_INT64_LEN + NGX_TIME_T_LEN + NGX_SOCIAL_JTI_LEN + 8];
 
     ngx_social_users_add_mark(user, valid_after, keep);
 
-    len = ngx_sprintf(msg, "u %L %T %*s", user, valid_after,
-                      (size_t) NGX_SOCIAL_JTI_LEN, keep)
-          - msg;
+    ngx_social_users_publish(msg,
+                             ngx_sprintf(msg, "u %L %T %*s", user,
+                                         valid_after,
+                                         (size_t) NGX_SOCIAL_JTI_LEN, keep)
+                             - msg);
+}
+
+
+/* PUBLISH social:revocations <msg>, in the background */
+
+static void
+ngx_social_users_publish(u_char *msg, size_t len)
+{
+    ngx_social_redis_argv_t  cmd;
+    const char              *argv[3];
+    size_t                   argvlen[3];
 
     argv[0] = "PUBLISH";
     argvlen[0] = 7;
@@ -212,14 +208,18 @@ ngx_social_users_revoke_user(int64_t user, time_t valid_after, u_char *keep)
 
 /* the check the core runs for every authenticated request */
 
-static ngx_uint_t
+static ngx_int_t
 ngx_social_users_revoked(ngx_social_token_t *token)
 {
     ngx_rbtree_node_t        *node, *sentinel;
     ngx_social_users_mark_t  *m;
 
+    if (ngx_social_users_loaded != 3) {
+        return NGX_AGAIN;
+    }
+
     if (ngx_social_users_find_jti(token->jti) != NULL) {
-        return 1;
+        return NGX_DECLINED;
     }
 
     node = ngx_social_users_marks.root;
@@ -234,11 +234,29 @@ ngx_social_users_revoked(ngx_social_token_t *token)
 
         m = (ngx_social_users_mark_t *) node;
 
-        return token->iat <= m->valid_after
-               && ngx_memcmp(token->jti, m->keep, NGX_SOCIAL_JTI_LEN) != 0;
+        return (token->iat <= m->valid_after
+                && ngx_memcmp(token->jti, m->keep, NGX_SOCIAL_JTI_LEN) != 0)
+               ? NGX_DECLINED : NGX_OK;
     }
 
-    return 0;
+    return NGX_OK;
+}
+
+
+/* both halves loaded once: the requests that waited for them go on */
+
+static void
+ngx_social_users_revocation_loaded(ngx_uint_t half)
+{
+    if (ngx_social_users_loaded == 3) {
+        return;
+    }
+
+    ngx_social_users_loaded |= half;
+
+    if (ngx_social_users_loaded == 3) {
+        ngx_social_auth_ready();
+    }
 }
 
 
@@ -298,8 +316,10 @@ ngx_social_users_revocation_timer(ngx_event_t *ev)
     ngx_social_users_revocation_prune(0);
     ngx_social_users_revocation_load();
 
+    /* every second until the first load succeeded, then every minute */
     if (!ngx_exiting) {
-        ngx_add_timer(ev, NGX_SOCIAL_USERS_RELOAD);
+        ngx_add_timer(ev, ngx_social_users_loaded == 3
+                          ? NGX_SOCIAL_USERS_RELOAD : 1000);
     }
 }
 
@@ -342,6 +362,8 @@ ngx_social_users_jtis_loaded(ngx_http_request_t *r,
                                            PQgetvalue(result->res, i, 1),
                                            PQgetlength(result->res, i, 1)));
     }
+
+    ngx_social_users_revocation_loaded(1);
 }
 
 
@@ -372,6 +394,8 @@ ngx_social_users_marks_loaded(ngx_http_request_t *r,
                       PQgetlength(result->res, i, 1)),
             keep);
     }
+
+    ngx_social_users_revocation_loaded(2);
 }
 
 

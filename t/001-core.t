@@ -3,35 +3,9 @@
 
 use Test::Nginx::Socket 'no_plan';
 
-no_root_location();
-
-# every block: the API locations of conf/social.conf, the contract's body
-# limit, the test database, and no error in the log unless one is expected
-add_block_preprocessor(sub {
-    my $block = shift;
-
-    if (!defined $block->http_config) {
-        $block->set_value('http_config', <<"EOF");
-social_pg_conninfo "host=127.0.0.1 port=$ENV{TEST_NGINX_PG_PORT} dbname=social user=social";
-EOF
-    }
-
-    if (!defined $block->config) {
-        $block->set_value('config', <<'EOF');
-error_page 400 404 405 408 413 414 494 500 502 503 504 @social_error;
-location @social_error { social_error_page; }
-location / {
-    client_max_body_size 1m;
-    client_body_buffer_size 1m;
-    social_api;
-}
-EOF
-    }
-
-    if (!defined $block->no_error_log && !defined $block->error_log) {
-        $block->set_value('no_error_log', "[error]\n[alert]\n[crit]\n");
-    }
-});
+use FindBin;
+use lib "$FindBin::Bin/common";
+use Social::Blocks;
 
 run_tests();
 

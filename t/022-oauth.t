@@ -81,6 +81,22 @@ subtest 'password grant, form-encoded and JSON, by username or email' => sub {
     is($me->{email}, "$u\@example.com", 'the own view has the email');
 };
 
+subtest 'logins under concurrency each get their own tokens' => sub {
+    my @res = parallel(12, sub {
+        my $i = shift;
+        my ($st, $j) = login($u, $i % 3 ? 'correct horse' : 'wrong horse');
+        return [$st, $j->{refresh_token} // $j->{error}];
+    });
+    my @ok = grep { $_->[0] == 200 } @res;
+    is(scalar @ok, 8, 'eight right passwords: 200');
+    is(scalar(grep { $_->[0] == 400 && $_->[1] eq 'invalid_grant' } @res), 4,
+       'four wrong ones: invalid_grant');
+    my %distinct = map { $_->[1] => 1 } @ok;
+    is(scalar keys %distinct, 8, 'eight different refresh tokens');
+    is(psql("SELECT count(DISTINCT family_id) FROM refresh_tokens "
+            . "WHERE user_id = $uid"), 2 + 8, 'eight new families');
+};
+
 subtest 'token endpoint errors per RFC 6749 section 5.2' => sub {
     my @cases = (
         [{ grant_type => 'password', username => $u, password => 'wrong one' },

@@ -135,7 +135,8 @@ stop_nginx();
 
 # Redis away: profiles come from PostgreSQL
 
-start_nginx(replace => { "127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}" =>
+start_nginx(unready => 1,
+            replace => { "127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}" =>
                          '127.0.0.1:1' });
 
 subtest 'profiles are served with Redis down' => sub {

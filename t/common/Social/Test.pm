@@ -129,8 +129,11 @@ EOF
         die "nginx did not start:\n$err$log";
     }
 
-    # the workers connect to PostgreSQL and Redis as they start
-    wait_until(sub { (api('GET', '/healthz'))[0] == 200 }, 10);
+    # the workers connect to PostgreSQL and Redis as they start; a test
+    # that keeps one of them away only gets /healthz
+    wait_until(sub { (api('GET', '/readyz'))[0] == 200 },
+               $o{unready} ? 0 : $limit)
+        or wait_until(sub { (api('GET', '/healthz'))[0] == 200 }, $limit);
     error_log_mark();
     return $port;
 }
