@@ -97,7 +97,8 @@ EOF
 
     if ($ENV{TEST_NGINX_USE_VALGRIND}) {
         my $logdir = $ENV{TEST_NGINX_VALGRIND_LOGDIR};
-        my @vg = ('valgrind', '-q', '--tool=memcheck', '--leak-check=full',
+        my @vg = ('valgrind', '-q', '--tool=memcheck', '--vgdb=no',
+                  '--leak-check=full',
                   '--show-possibly-lost=no', '--num-callers=30',
                   '--trace-children=yes');
         push @vg, "--log-file=$logdir/vg.%p.log" if $logdir;

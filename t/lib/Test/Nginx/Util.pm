@@ -480,7 +480,7 @@ sub restart_nginx {
     if ($UseValgrind) {
         # nginx keeps its pools to the end of the process by design:
         # "possibly lost" blocks are its own, not leaks
-        my @vg = qw(valgrind -q --tool=memcheck --leak-check=full
+        my @vg = qw(valgrind -q --tool=memcheck --vgdb=no --leak-check=full
             --show-possibly-lost=no --num-callers=30 --error-exitcode=0);
         my $supp = $ENV{TEST_NGINX_VALGRIND_SUPPRESS};
         $supp = 'valgrind.suppress' if !defined $supp && -f 'valgrind.suppress';
