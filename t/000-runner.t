@@ -241,7 +241,7 @@ SKIP: {
             TEST_NGINX_VALGRIND_LOGDIR => $logdir, TEST_NGINX_VALGRIND_SUPPRESS => $supp,
             TEST_NGINX_VERBOSE => 1);
         is($r->{rc}, 0, 'passes under valgrind') or show($r);
-        like($r->{out}, qr/starting: valgrind -q --tool=memcheck --leak-check=full/, 'valgrind command');
+        like($r->{out}, qr/starting: valgrind -q --tool=memcheck --vgdb=no --leak-check=full/, 'valgrind command');
         like($r->{out}, qr/--suppressions=\Q$supp\E/, 'suppression file used');
         like($r->{out}, qr/--log-file=\Q$logdir\E\/vg\.%p\.log/, 'log file per pid');
         like(slurp("$r->{servroot}/conf/nginx.conf"), qr/^master_process off;/m,

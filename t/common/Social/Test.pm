@@ -243,6 +243,7 @@ sub wait_until {
 
 sub psql {
     my ($sql) = @_;
+    local $ENV{PGOPTIONS} = '-c client_min_messages=warning';
     open my $fh, '-|', 'psql', '-X', '-q', '-h', '127.0.0.1', '-p',
         $ENV{TEST_NGINX_PG_PORT}, '-U', 'social', '-d', 'social', '-tA',
         '-v', 'ON_ERROR_STOP=1', '-c', $sql
