@@ -54,11 +54,13 @@ ngx_social_auth_ready(void)
             ngx_del_timer(&ctx->wait);
         }
 
-        ngx_http_finalize_request(r, ngx_social_core_run(r, ctx));
+        ngx_http_finalize_request(r, ctx->resume(r, ctx));
         ngx_http_run_posted_requests(c);
     }
 }
 
+
+/* r waits for the mirror, held; ctx->resume goes on with it (or 503) */
 
 ngx_int_t
 ngx_social_auth_wait(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
@@ -129,26 +131,28 @@ ngx_social_auth_wait_cleanup(void *data)
 
 
 /*
- * NGX_OK: go on (ctx->user_id is set, or 0 for an anonymous request).
- * NGX_DECLINED: a 401 was sent; *rc is the result of sending it.
- * NGX_AGAIN: whether the token was revoked is not known yet.
+ * The bearer token of r under the route or location flags.  NGX_OK: the
+ * token is good (token->sub is the user), or there is none and none is
+ * required (token->sub is 0).  NGX_DECLINED: 401, *error (RFC 6750, or
+ * NULL when no token was given) and *message say why.  NGX_AGAIN: whether
+ * the token was revoked is not known yet.
  */
 
 ngx_int_t
-ngx_social_auth(ngx_http_request_t *r, ngx_social_ctx_t *ctx, ngx_int_t *rc)
+ngx_social_auth_token(ngx_http_request_t *r, ngx_uint_t flags,
+    ngx_social_token_t *token, const char **error, const char **message)
 {
-    ngx_str_t         token;
-    ngx_uint_t        flags;
+    ngx_str_t         value;
     ngx_table_elt_t  *h;
 
-    flags = ctx->route->flags;
+    token->sub = 0;
 
     if (!(flags & (NGX_SOCIAL_ROUTE_AUTH | NGX_SOCIAL_ROUTE_AUTH_OPTIONAL))) {
         return NGX_OK;
     }
 
     h = r->headers_in.authorization;
-    ngx_str_null(&token);
+    ngx_str_null(&value);
 
     if (h != NULL) {
         if (h->value.len <= sizeof("Bearer ") - 1
@@ -156,72 +160,92 @@ ngx_social_auth(ngx_http_request_t *r, ngx_social_ctx_t *ctx, ngx_int_t *rc)
                                sizeof("Bearer ") - 1)
                != 0)
         {
-            *rc = ngx_social_auth_unauthorized(r, "invalid_request",
-                                                   "the Authorization header "
-                                                   "is not a bearer token");
+            *error = "invalid_request";
+            *message = "the Authorization header is not a bearer token";
             return NGX_DECLINED;
         }
 
-        token.data = h->value.data + sizeof("Bearer ") - 1;
-        token.len = h->value.len - (sizeof("Bearer ") - 1);
+        value.data = h->value.data + sizeof("Bearer ") - 1;
+        value.len = h->value.len - (sizeof("Bearer ") - 1);
 
     } else if ((flags & NGX_SOCIAL_ROUTE_TOKEN_ARG)
-               && ngx_http_arg(r, (u_char *) "access_token", 12, &token)
+               && ngx_http_arg(r, (u_char *) "access_token", 12, &value)
                   != NGX_OK)
     {
-        ngx_str_null(&token);
+        ngx_str_null(&value);
     }
 
-    if (token.len == 0) {
+    if (value.len == 0) {
         if (flags & NGX_SOCIAL_ROUTE_AUTH) {
-            *rc = ngx_social_auth_unauthorized(r, NULL,
-                                                   "an access token is "
-                                                   "required");
+            *error = NULL;
+            *message = "an access token is required";
             return NGX_DECLINED;
         }
 
         return NGX_OK;
     }
 
-    if (ngx_social_jwt_verify(r, &token, &ctx->token) != NGX_OK) {
-        *rc = ngx_social_auth_unauthorized(r, "invalid_token",
-                                               "the access token is invalid "
-                                               "or expired");
+    if (ngx_social_jwt_verify(r, &value, token) != NGX_OK) {
+        token->sub = 0;
+        *error = "invalid_token";
+        *message = "the access token is invalid or expired";
         return NGX_DECLINED;
     }
 
-    switch (ngx_social_auth_revoked ? ngx_social_auth_revoked(&ctx->token)
+    switch (ngx_social_auth_revoked ? ngx_social_auth_revoked(token)
                                     : NGX_OK)
     {
     case NGX_OK:
-        break;
+        return NGX_OK;
 
     case NGX_AGAIN:
+        token->sub = 0;
         return NGX_AGAIN;
 
     default:
-        *rc = ngx_social_auth_unauthorized(r, "invalid_token",
-                                               "the access token was revoked");
+        token->sub = 0;
+        *error = "invalid_token";
+        *message = "the access token was revoked";
         return NGX_DECLINED;
+    }
+}
+
+
+/*
+ * For the router.  NGX_OK: go on (ctx->user_id is set, or 0).
+ * NGX_DECLINED: a 401 was sent; *rc is the result of sending it.
+ * NGX_AGAIN: whether the token was revoked is not known yet.
+ */
+
+ngx_int_t
+ngx_social_auth(ngx_http_request_t *r, ngx_social_ctx_t *ctx, ngx_int_t *rc)
+{
+    ngx_int_t    res;
+    const char  *error, *message;
+
+    res = ngx_social_auth_token(r, ctx->route->flags, &ctx->token, &error,
+                                &message);
+
+    if (res == NGX_DECLINED) {
+        *rc = ngx_social_auth_unauthorized(r, error, message);
     }
 
     ctx->user_id = ctx->token.sub;
 
-    return NGX_OK;
+    return res;
 }
 
 
-/* 401 with WWW-Authenticate: Bearer (RFC 6750 section 3) */
+/* WWW-Authenticate: Bearer (RFC 6750 section 3) on a 401 */
 
-static ngx_int_t
-ngx_social_auth_unauthorized(ngx_http_request_t *r, const char *error,
-    const char *message)
+ngx_int_t
+ngx_social_auth_challenge(ngx_http_request_t *r, const char *error)
 {
     ngx_table_elt_t  *h;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     h->hash = 1;
@@ -229,16 +253,27 @@ ngx_social_auth_unauthorized(ngx_http_request_t *r, const char *error,
 
     if (error == NULL) {
         ngx_str_set(&h->value, "Bearer");
+        return NGX_OK;
+    }
 
-    } else {
-        h->value.data = ngx_pnalloc(r->pool, 64);
-        if (h->value.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    h->value.data = ngx_pnalloc(r->pool, 64);
+    if (h->value.data == NULL) {
+        return NGX_ERROR;
+    }
 
-        h->value.len = ngx_sprintf(h->value.data, "Bearer error=\"%s\"",
-                                   error)
-                       - h->value.data;
+    h->value.len = ngx_sprintf(h->value.data, "Bearer error=\"%s\"", error)
+                   - h->value.data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_social_auth_unauthorized(ngx_http_request_t *r, const char *error,
+    const char *message)
+{
+    if (ngx_social_auth_challenge(r, error) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ngx_social_send_error(r, NGX_HTTP_UNAUTHORIZED, "unauthorized",

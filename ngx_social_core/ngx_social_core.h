@@ -59,6 +59,7 @@ struct ngx_social_ctx_s {
     ngx_queue_t                 waiting;   /* for the revocation mirror */
     ngx_event_t                 wait;
     ngx_http_request_t         *request;
+    ngx_social_handler_pt       resume;    /* once the mirror is loaded */
     ngx_social_route_t         *route;
     int64_t                     user_id;   /* 0: anonymous */
     ngx_social_token_t          token;
@@ -93,6 +94,11 @@ ngx_int_t ngx_social_send_list(ngx_http_request_t *r, ngx_social_list_t *l,
 
 /* authentication */
 void ngx_social_auth_set_revocation(ngx_social_auth_revoked_pt revoked);
+ngx_int_t ngx_social_auth_token(ngx_http_request_t *r, ngx_uint_t flags,
+    ngx_social_token_t *token, const char **error, const char **message);
+ngx_int_t ngx_social_auth_challenge(ngx_http_request_t *r,
+    const char *error);
+ngx_int_t ngx_social_auth_wait(ngx_http_request_t *r, ngx_social_ctx_t *ctx);
 void ngx_social_auth_ready(void);
 
 

@@ -32,6 +32,9 @@ static void ngx_social_core_exit_process(ngx_cycle_t *cycle);
 
 static ngx_social_core_error_t  ngx_social_core_errors[] = {
     { NGX_HTTP_BAD_REQUEST, "bad_request", "the request is malformed" },
+    { NGX_HTTP_UNAUTHORIZED, "unauthorized",
+      "a valid access token is required" },
+    { NGX_HTTP_FORBIDDEN, "forbidden", "this is not allowed" },
     { NGX_HTTP_NOT_FOUND, "not_found", "no such resource" },
     { NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
       "this method is not allowed here" },
@@ -205,6 +208,7 @@ ngx_social_core_run(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
         break;
 
     case NGX_AGAIN:
+        ctx->resume = ngx_social_core_run;
         return ngx_social_auth_wait(r, ctx);
 
     default:

@@ -35,7 +35,6 @@ ngx_int_t ngx_social_router_match(ngx_http_request_t *r,
 
 ngx_int_t ngx_social_auth(ngx_http_request_t *r, ngx_social_ctx_t *ctx,
     ngx_int_t *rc);
-ngx_int_t ngx_social_auth_wait(ngx_http_request_t *r, ngx_social_ctx_t *ctx);
 ngx_int_t ngx_social_core_run(ngx_http_request_t *r, ngx_social_ctx_t *ctx);
 
 ngx_int_t ngx_social_metrics_init(ngx_conf_t *cf);

@@ -9,6 +9,19 @@
 #include <ngx_social_core.h>
 
 
+typedef struct {
+    ngx_uint_t                  auth;      /* NGX_SOCIAL_ROUTE_AUTH... */
+} ngx_social_gateway_loc_conf_t;
+
+
+extern ngx_module_t     ngx_social_gateway_module;
+extern ngx_module_t     ngx_social_core_module;
+extern ngx_conf_enum_t  ngx_social_gateway_auth_modes[];
+
+
+ngx_int_t ngx_social_gateway_auth_init(ngx_conf_t *cf);
+ngx_int_t ngx_social_gateway_auth_handler(ngx_http_request_t *r);
+
 ngx_int_t ngx_social_gateway_health_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_gateway_healthz(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);

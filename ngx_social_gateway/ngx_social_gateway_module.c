@@ -6,7 +6,24 @@
 #include "ngx_social_gateway.h"
 
 
+static void *ngx_social_gateway_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_social_gateway_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
 static ngx_int_t ngx_social_gateway_postconfiguration(ngx_conf_t *cf);
+
+
+static ngx_command_t  ngx_social_gateway_commands[] = {
+
+    /* bearer token check for a location: required | optional | off */
+    { ngx_string("social_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_social_gateway_loc_conf_t, auth),
+      &ngx_social_gateway_auth_modes },
+
+      ngx_null_command
+};
 
 
 static ngx_social_route_t  ngx_social_gateway_routes[] = {
@@ -27,15 +44,15 @@ static ngx_http_module_t  ngx_social_gateway_module_ctx = {
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
-    NULL                                   /* merge location configuration */
+    ngx_social_gateway_create_loc_conf,    /* create location configuration */
+    ngx_social_gateway_merge_loc_conf      /* merge location configuration */
 };
 
 
 ngx_module_t  ngx_social_gateway_module = {
     NGX_MODULE_V1,
     &ngx_social_gateway_module_ctx,        /* module context */
-    NULL,                                  /* module directives */
+    ngx_social_gateway_commands,           /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
@@ -48,10 +65,40 @@ ngx_module_t  ngx_social_gateway_module = {
 };
 
 
+static void *
+ngx_social_gateway_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_social_gateway_loc_conf_t  *glcf;
+
+    glcf = ngx_pcalloc(cf->pool, sizeof(ngx_social_gateway_loc_conf_t));
+    if (glcf == NULL) {
+        return NULL;
+    }
+
+    glcf->auth = NGX_CONF_UNSET_UINT;
+
+    return glcf;
+}
+
+
+static char *
+ngx_social_gateway_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_social_gateway_loc_conf_t  *prev = parent;
+    ngx_social_gateway_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_uint_value(conf->auth, prev->auth, 0);
+
+    return NGX_CONF_OK;
+}
+
+
 static ngx_int_t
 ngx_social_gateway_postconfiguration(ngx_conf_t *cf)
 {
-    if (ngx_social_gateway_health_init(cf) != NGX_OK) {
+    if (ngx_social_gateway_health_init(cf) != NGX_OK
+        || ngx_social_gateway_auth_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

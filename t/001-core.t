@@ -225,7 +225,7 @@ Content-Type: application/json; charset=utf-8
 
 === TEST 21: an error from a proxied upstream (502) is JSON
 --- config
-error_page 400 404 405 408 413 414 494 500 502 503 504 @social_error;
+error_page 400 401 403 404 405 408 413 414 494 500 502 503 504 @social_error;
 location @social_error { social_error_page; }
 location = /up { proxy_pass http://127.0.0.1:1; }
 --- request

@@ -26,7 +26,7 @@ EOF
 
     if (!defined $block->config) {
         $block->set_value('config', <<'EOF');
-error_page 400 404 405 408 413 414 494 500 502 503 504 @social_error;
+error_page 400 401 403 404 405 408 413 414 494 500 502 503 504 @social_error;
 location @social_error { social_error_page; }
 location / {
     client_max_body_size 1m;
