@@ -28,6 +28,7 @@ bench_nginx_start() {
         -e "s/port=15432/port=$TEST_NGINX_PG_PORT/" \
         -e "s/127.0.0.1:16379/127.0.0.1:$TEST_NGINX_REDIS_PORT/" \
         -e "s| keys/| $TEST_NGINX_KEYS_DIR/|" \
+        -e "/^social_limit /d" \
         "$TEST_NGINX_CONF_DIR/social.conf" >"$BENCH_DIR/social.conf"
     for expr in "$@"; do
         sed -i -e "$expr" "$BENCH_DIR/social.conf"

@@ -27,6 +27,7 @@
 #define NGX_SOCIAL_ROUTE_AUTH_OPTIONAL  0x04 /* a user if a token is given */
 #define NGX_SOCIAL_ROUTE_TOKEN_ARG   0x08    /* ?access_token= is accepted */
 #define NGX_SOCIAL_ROUTE_RAW_BODY    0x10    /* the body is read, unparsed */
+#define NGX_SOCIAL_ROUTE_UNLIMITED   0x20    /* no rate limit (operations) */
 
 
 typedef struct ngx_social_ctx_s  ngx_social_ctx_t;
@@ -90,6 +91,20 @@ ngx_int_t ngx_social_list_args(ngx_http_request_t *r, ngx_social_list_t *l,
     json_t *fields);
 ngx_int_t ngx_social_send_list(ngx_http_request_t *r, ngx_social_list_t *l,
     PGresult *res, int cursor, int item);
+
+
+/*
+ * A rate limiter of API routes (the gateway sets it).  It returns what a
+ * route handler returns: ngx_social_core_proceed() when the request may
+ * go on, NGX_DONE when it decides later (then it finalizes with
+ * ngx_social_core_proceed() or its refusal), or the result of a refusal.
+ */
+typedef ngx_int_t (*ngx_social_limit_pt)(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
+
+void ngx_social_set_limiter(ngx_social_limit_pt limit);
+ngx_int_t ngx_social_core_proceed(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
 
 
 /* authentication */

@@ -56,6 +56,9 @@ static ngx_social_core_error_t  ngx_social_core_errors[] = {
 };
 
 
+static ngx_social_limit_pt  ngx_social_core_limiter;
+
+
 static ngx_str_t  ngx_social_core_methods[] = {
     ngx_string("GET"), ngx_string("POST"), ngx_string("PUT"),
     ngx_string("PATCH"), ngx_string("DELETE")
@@ -217,6 +220,28 @@ ngx_social_core_run(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 
     r->read_event_handler = ngx_http_test_reading;
 
+    if (ngx_social_core_limiter
+        && !(ctx->route->flags & NGX_SOCIAL_ROUTE_UNLIMITED))
+    {
+        return ngx_social_core_limiter(r, ctx);
+    }
+
+    return ctx->route->handler(r, ctx);
+}
+
+
+void
+ngx_social_set_limiter(ngx_social_limit_pt limit)
+{
+    ngx_social_core_limiter = limit;
+}
+
+
+/* the request passed the limiter: its route's handler */
+
+ngx_int_t
+ngx_social_core_proceed(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
+{
     return ctx->route->handler(r, ctx);
 }
 

@@ -14,6 +14,18 @@ typedef struct {
 } ngx_social_gateway_loc_conf_t;
 
 
+typedef struct {
+    ngx_str_t                   name;      /* "read", "write", "login" */
+    ngx_msec_t                  interval;  /* between requests */
+    ngx_int_t                   burst;     /* 0: not limited */
+} ngx_social_gateway_limit_t;
+
+
+typedef struct {
+    ngx_social_gateway_limit_t  limits[3];
+} ngx_social_gateway_main_conf_t;
+
+
 extern ngx_module_t     ngx_social_gateway_module;
 extern ngx_module_t     ngx_social_core_module;
 extern ngx_conf_enum_t  ngx_social_gateway_auth_modes[];
@@ -21,6 +33,10 @@ extern ngx_conf_enum_t  ngx_social_gateway_auth_modes[];
 
 ngx_int_t ngx_social_gateway_auth_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_gateway_auth_handler(ngx_http_request_t *r);
+
+ngx_int_t ngx_social_gateway_limit_init(ngx_conf_t *cf);
+char *ngx_social_gateway_limit_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 ngx_int_t ngx_social_gateway_health_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_gateway_healthz(ngx_http_request_t *r,

@@ -6,6 +6,7 @@
 #include "ngx_social_gateway.h"
 
 
+static void *ngx_social_gateway_create_main_conf(ngx_conf_t *cf);
 static void *ngx_social_gateway_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_social_gateway_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -22,15 +23,25 @@ static ngx_command_t  ngx_social_gateway_commands[] = {
       offsetof(ngx_social_gateway_loc_conf_t, auth),
       &ngx_social_gateway_auth_modes },
 
+    /* social_limit read|write|login rate=Nr/s|Nr/m burst=N */
+    { ngx_string("social_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE3,
+      ngx_social_gateway_limit_conf,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
 
 static ngx_social_route_t  ngx_social_gateway_routes[] = {
-    { NGX_HTTP_GET, ngx_string("/healthz"), ngx_social_gateway_healthz, 0 },
-    { NGX_HTTP_GET, ngx_string("/readyz"), ngx_social_gateway_readyz, 0 },
+    { NGX_HTTP_GET, ngx_string("/healthz"), ngx_social_gateway_healthz,
+      NGX_SOCIAL_ROUTE_UNLIMITED },
+    { NGX_HTTP_GET, ngx_string("/readyz"), ngx_social_gateway_readyz,
+      NGX_SOCIAL_ROUTE_UNLIMITED },
     { NGX_HTTP_GET, ngx_string("/metrics"),
-      ngx_social_gateway_metrics_handler, 0 }
+      ngx_social_gateway_metrics_handler, NGX_SOCIAL_ROUTE_UNLIMITED }
 };
 
 
@@ -38,7 +49,7 @@ static ngx_http_module_t  ngx_social_gateway_module_ctx = {
     NULL,                                  /* preconfiguration */
     ngx_social_gateway_postconfiguration,  /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_social_gateway_create_main_conf,   /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -63,6 +74,13 @@ ngx_module_t  ngx_social_gateway_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static void *
+ngx_social_gateway_create_main_conf(ngx_conf_t *cf)
+{
+    return ngx_pcalloc(cf->pool, sizeof(ngx_social_gateway_main_conf_t));
+}
 
 
 static void *
@@ -97,7 +115,8 @@ static ngx_int_t
 ngx_social_gateway_postconfiguration(ngx_conf_t *cf)
 {
     if (ngx_social_gateway_health_init(cf) != NGX_OK
-        || ngx_social_gateway_auth_init(cf) != NGX_OK)
+        || ngx_social_gateway_auth_init(cf) != NGX_OK
+        || ngx_social_gateway_limit_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

@@ -53,6 +53,9 @@ sub start_nginx {
     $social =~ s/127\.0\.0\.1:16379/127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}/g;
     $social =~ s{ keys/}{ $ENV{TEST_NGINX_KEYS_DIR}/}g;
 
+    # rate limits only where a test is about them
+    $social =~ s/^social_limit .*\n//mg unless $o{limits};
+
     my %replace = %{ $o{replace} || {} };
 
     for my $from (sort keys %replace) {

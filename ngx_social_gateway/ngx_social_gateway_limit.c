@@ -1,0 +1,330 @@
+/*
+ * Rate limits that hold across workers and nodes: GCRA in Redis, one
+ * EVALSHA per request, time taken from Redis so that node clocks do not
+ * matter, atomic so that counts are exact under any concurrency.
+ *
+ * "social_limit read|write|login rate=Nr/s|Nr/m burst=B": API requests
+ * with GET or HEAD are "read", the others "write", POST /oauth/token is
+ * "login"; a group not configured is not limited.  The key is the user
+ * for an authenticated request, else the client address.  Answers carry
+ * RateLimit-Limit/-Remaining/-Reset; a refusal is 429 rate_limited with
+ * Retry-After.  While Redis does not answer, requests are let through
+ * (fail open) and the event is logged.
+ */
+
+#include "ngx_social_gateway.h"
+
+
+typedef struct {
+    ngx_social_ctx_t               *ctx;
+    ngx_http_request_t             *r;
+    ngx_social_gateway_limit_t     *limit;
+} ngx_social_gateway_limit_ctx_t;
+
+
+static ngx_social_gateway_limit_t *ngx_social_gateway_limit_group(
+    ngx_http_request_t *r, ngx_social_ctx_t *ctx);
+static ngx_int_t ngx_social_gateway_limit(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
+static void ngx_social_gateway_limited(redisReply *reply, void *data);
+static ngx_int_t ngx_social_gateway_limit_header(ngx_http_request_t *r,
+    const char *name, ngx_int_t value);
+
+
+/*
+ * KEYS[1] the bucket; ARGV[1] ms between requests, ARGV[2] the burst.
+ * Returns {allowed, remaining, ms until full again, ms until allowed}.
+ */
+static ngx_social_redis_script_t  ngx_social_gateway_gcra = {
+    ngx_string(
+        "local interval = tonumber(ARGV[1]) "
+        "local burst = tonumber(ARGV[2]) "
+        "local t = redis.call('TIME') "
+        "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+        "local tat = tonumber(redis.call('GET', KEYS[1])) or now "
+        "if tat < now then tat = now end "
+        "local new_tat = tat + interval "
+        "local allow_at = new_tat - interval * burst "
+        "if allow_at > now then "
+        "  return {0, 0, tat - now, allow_at - now} "
+        "end "
+        "redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now) "
+        "return {1, math.floor((now - allow_at) / interval), "
+        "        new_tat - now, 0}"),
+    { 0 }
+};
+
+
+static ngx_str_t  ngx_social_gateway_login = ngx_string("/oauth/token");
+
+
+ngx_int_t
+ngx_social_gateway_limit_init(ngx_conf_t *cf)
+{
+    if (ngx_social_redis_script_register(cf, &ngx_social_gateway_gcra)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_social_set_limiter(ngx_social_gateway_limit);
+
+    return NGX_OK;
+}
+
+
+/* social_limit read|write|login rate=... burst=... */
+
+char *
+ngx_social_gateway_limit_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_social_gateway_main_conf_t  *gmcf = conf;
+
+    u_char                      *p;
+    ngx_int_t                    rate, scale, burst;
+    ngx_str_t                   *value;
+    ngx_uint_t                   i, group;
+    ngx_social_gateway_limit_t  *limit;
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "read") == 0) {
+        group = 0;
+
+    } else if (ngx_strcmp(value[1].data, "write") == 0) {
+        group = 1;
+
+    } else if (ngx_strcmp(value[1].data, "login") == 0) {
+        group = 2;
+
+    } else {
+        return "has an unknown group: read, write or login";
+    }
+
+    rate = NGX_ERROR;
+    scale = 1;
+    burst = NGX_ERROR;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "rate=", 5) == 0) {
+            p = value[i].data + value[i].len - 3;
+
+            if (value[i].len > 8 && ngx_strncmp(p, "r/s", 3) == 0) {
+                scale = 1;
+
+            } else if (value[i].len > 8 && ngx_strncmp(p, "r/m", 3) == 0) {
+                scale = 60;
+
+            } else {
+                return "has a rate that is not Nr/s or Nr/m";
+            }
+
+            rate = ngx_atoi(value[i].data + 5, value[i].len - 8);
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
+            burst = ngx_atoi(value[i].data + 6, value[i].len - 6);
+            continue;
+        }
+
+        return "takes rate= and burst=";
+    }
+
+    if (rate <= 0 || burst <= 0) {
+        return "needs a rate and a burst above 0";
+    }
+
+    limit = &gmcf->limits[group];
+    limit->name = value[1];
+    limit->interval = 1000 * scale / rate;
+    limit->burst = burst;
+
+    if (limit->interval == 0) {
+        return "has a rate above 1000 requests a second";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_social_gateway_limit_t *
+ngx_social_gateway_limit_group(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
+{
+    ngx_uint_t                       group;
+    ngx_social_gateway_limit_t      *limit;
+    ngx_social_gateway_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_get_module_main_conf(r, ngx_social_gateway_module);
+
+    if (ctx->route->pattern.len == ngx_social_gateway_login.len
+        && ngx_strncmp(ctx->route->pattern.data,
+                       ngx_social_gateway_login.data,
+                       ngx_social_gateway_login.len)
+           == 0)
+    {
+        group = 2;
+
+    } else if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+        group = 0;
+
+    } else {
+        group = 1;
+    }
+
+    limit = &gmcf->limits[group];
+
+    return limit->burst ? limit : NULL;
+}
+
+
+static ngx_int_t
+ngx_social_gateway_limit(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
+{
+    u_char                          *key, *p, *args_buf;
+    ngx_social_redis_argv_t          args;
+    ngx_social_gateway_limit_t      *limit;
+    ngx_social_gateway_limit_ctx_t  *lc;
+    const char                     **argv;
+    size_t                          *argvlen;
+
+    limit = ngx_social_gateway_limit_group(r, ctx);
+
+    if (limit == NULL) {
+        return ngx_social_core_proceed(r, ctx);
+    }
+
+    lc = ngx_palloc(r->pool, sizeof(ngx_social_gateway_limit_ctx_t));
+    key = ngx_pnalloc(r->pool, sizeof("social:rl:login:u:") + NGX_INT64_LEN
+                               + r->connection->addr_text.len);
+    args_buf = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN);
+    argv = ngx_palloc(r->pool, 3 * sizeof(char *));
+    argvlen = ngx_palloc(r->pool, 3 * sizeof(size_t));
+
+    if (lc == NULL || key == NULL || args_buf == NULL || argv == NULL
+        || argvlen == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    lc->ctx = ctx;
+    lc->r = r;
+    lc->limit = limit;
+
+    if (ctx->user_id) {
+        p = ngx_sprintf(key, "social:rl:%V:u:%L", &limit->name, ctx->user_id);
+
+    } else {
+        p = ngx_sprintf(key, "social:rl:%V:a:%V", &limit->name,
+                        &r->connection->addr_text);
+    }
+
+    argv[0] = (const char *) key;
+    argvlen[0] = p - key;
+
+    argv[1] = (const char *) args_buf;
+    argvlen[1] = ngx_sprintf(args_buf, "%M", limit->interval) - args_buf;
+
+    argv[2] = (const char *) args_buf + argvlen[1];
+    argvlen[2] = ngx_sprintf(args_buf + argvlen[1], "%i", limit->burst)
+                 - (args_buf + argvlen[1]);
+
+    args.argc = 3;
+    args.argv = argv;
+    args.argvlen = argvlen;
+
+    r->main->count++;
+
+    if (ngx_social_redis_eval(r, &ngx_social_gateway_gcra, 1, &args,
+                              ngx_social_gateway_limited, lc)
+        != NGX_OK)
+    {
+        r->main->count--;
+        return ngx_social_core_proceed(r, ctx);
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_social_gateway_limited(redisReply *reply, void *data)
+{
+    ngx_social_gateway_limit_ctx_t  *lc = data;
+
+    ngx_int_t            allowed, remaining, reset, retry;
+    ngx_http_request_t  *r;
+
+    r = lc->r;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 4)
+    {
+        /* Redis is away: fail open */
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "social: rate limit of \"%V\" not checked: Redis did "
+                      "not answer", &lc->limit->name);
+        ngx_http_finalize_request(r, ngx_social_core_proceed(r, lc->ctx));
+        return;
+    }
+
+    allowed = reply->element[0]->integer;
+    remaining = reply->element[1]->integer;
+    reset = (reply->element[2]->integer + 999) / 1000;
+    retry = (reply->element[3]->integer + 999) / 1000;
+
+    if (ngx_social_gateway_limit_header(r, "RateLimit-Limit",
+                                        lc->limit->burst)
+           != NGX_OK
+        || ngx_social_gateway_limit_header(r, "RateLimit-Remaining",
+                                           remaining)
+           != NGX_OK
+        || ngx_social_gateway_limit_header(r, "RateLimit-Reset", reset)
+           != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (allowed) {
+        ngx_http_finalize_request(r, ngx_social_core_proceed(r, lc->ctx));
+        return;
+    }
+
+    if (ngx_social_gateway_limit_header(r, "Retry-After", retry ? retry : 1)
+        != NGX_OK)
+    {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_finalize_request(r, ngx_social_send_error(r, 429,
+                                  "rate_limited", "too many requests",
+                                  NULL));
+}
+
+
+static ngx_int_t
+ngx_social_gateway_limit_header(ngx_http_request_t *r, const char *name,
+    ngx_int_t value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->value.data = ngx_pnalloc(r->pool, NGX_INT_T_LEN);
+    if (h->value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.len = ngx_sprintf(h->value.data, "%i", value) - h->value.data;
+
+    return NGX_OK;
+}

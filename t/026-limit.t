@@ -1,0 +1,75 @@
+# Rate limits: exact across two workers, per user or per address, the
+# RateLimit headers on every answer of a limited route (429s included),
+# operational routes never limited, and fail-open while Redis is away.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/common";
+
+use Test::More;
+use Social::Test;
+
+my %limits = (
+    'social_limit read rate=100r/s burst=200;' =>
+        'social_limit read rate=1r/m burst=5;',
+    'social_limit write rate=20r/s burst=40;' =>
+        'social_limit write rate=1r/m burst=3;',
+);
+
+redis_cli('EVAL', "for _, k in ipairs(redis.call('KEYS', 'social:rl:*')) "
+          . "do redis.call('DEL', k) end", 0);
+
+start_nginx(workers => 2, limits => 1, replace => \%limits);
+
+subtest 'a limit of 5 admits exactly 5 of 20 concurrent requests' => sub {
+    my @res = parallel(20, sub {
+        my ($st, $j, $h) = api('GET', '/v1/users/@nobody_limits');
+        return [$st, $h->{'ratelimit-limit'}, $h->{'ratelimit-remaining'},
+                $h->{'retry-after'}, $j->{error}{code}];
+    });
+    my @admitted = grep { $_->[0] == 404 } @res;
+    my @refused = grep { $_->[0] == 429 } @res;
+    is(scalar @admitted, 5, 'five admitted (and answered 404)');
+    is(scalar @refused, 15, 'fifteen refused');
+    is($refused[0][4], 'rate_limited', 'rate_limited');
+    ok($refused[0][3] >= 1, 'with Retry-After');
+    ok(!grep({ $_->[1] ne '5' } @res), 'RateLimit-Limit on every answer');
+    is_deeply([sort map { $_->[2] } @admitted], [0, 1, 2, 3, 4],
+              'RateLimit-Remaining counts down');
+};
+
+subtest 'operational routes are not limited' => sub {
+    my @st = map { (api('GET', '/healthz'))[0] } 1 .. 10;
+    is_deeply(\@st, [(200) x 10], '/healthz');
+};
+
+subtest 'writes have their own limit, per user when authenticated' => sub {
+    my $u = 'lim' . int(rand(1e6));
+    my ($st) = api('POST', '/v1/users', { username => $u,
+        email => "$u\@example.com", password => 'correct horse' });
+    is($st, 201, 'a write from this address');
+    my @st = map { (api('POST', '/v1/users', {}))[0] } 1 .. 3;
+    is_deeply(\@st, [422, 422, 429], 'then two more, then refused');
+
+    my (undef, $t) = api('POST', '/oauth/token', { grant_type => 'password',
+        username => $u, password => 'correct horse' });
+    my $auth = { Authorization => "Bearer $t->{access_token}" };
+    @st = map { (api('PATCH', '/v1/users/me', { bio => "b$_" }, $auth))[0] }
+          1 .. 4;
+    is_deeply(\@st, [200, 200, 200, 429],
+              'the user has a bucket of its own');
+};
+
+stop_nginx();
+
+start_nginx(limits => 1, unready => 1, replace => {
+    %limits, "127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}" => '127.0.0.1:1' });
+
+subtest 'Redis away: requests go through' => sub {
+    my @st = map { (api('GET', '/v1/users/@nobody_limits'))[0] } 1 .. 10;
+    is_deeply(\@st, [(404) x 10], 'ten reads, none refused');
+};
+
+stop_nginx();
+done_testing();
