@@ -23,6 +23,8 @@ typedef struct {
 
 typedef struct {
     ngx_social_gateway_limit_t  limits[3];
+    ngx_uint_t                  fallback_local;
+    ngx_shm_zone_t             *zone;
 } ngx_social_gateway_main_conf_t;
 
 
@@ -37,6 +39,8 @@ ngx_int_t ngx_social_gateway_auth_handler(ngx_http_request_t *r);
 ngx_int_t ngx_social_gateway_limit_init(ngx_conf_t *cf);
 char *ngx_social_gateway_limit_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+ngx_int_t ngx_social_gateway_limit_zone(ngx_conf_t *cf,
+    ngx_social_gateway_main_conf_t *gmcf);
 
 ngx_int_t ngx_social_gateway_health_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_gateway_healthz(ngx_http_request_t *r,

@@ -8,8 +8,12 @@
  * "login"; a group not configured is not limited.  The key is the user
  * for an authenticated request, else the client address.  Answers carry
  * RateLimit-Limit/-Remaining/-Reset; a refusal is 429 rate_limited with
- * Retry-After.  While Redis does not answer, requests are let through
- * (fail open) and the event is logged.
+ * Retry-After.
+ *
+ * While Redis does not answer, the same algorithm runs on this node's
+ * buckets in shared memory ("social_limit_fallback local", the default):
+ * the limits then hold per node, approximately across nodes; or requests
+ * go through ("social_limit_fallback open").
  */
 
 #include "ngx_social_gateway.h"
@@ -19,7 +23,33 @@ typedef struct {
     ngx_social_ctx_t               *ctx;
     ngx_http_request_t             *r;
     ngx_social_gateway_limit_t     *limit;
+    ngx_str_t                       key;
 } ngx_social_gateway_limit_ctx_t;
+
+
+/* a node's bucket in shared memory: the key follows the struct */
+typedef struct {
+    ngx_rbtree_node_t               node;
+    ngx_queue_t                     queue;     /* least recently used last */
+    uint64_t                        tat;       /* ms */
+    u_short                         len;
+    u_char                          key[1];
+} ngx_social_gateway_bucket_t;
+
+
+typedef struct {
+    ngx_rbtree_t                    rbtree;
+    ngx_rbtree_node_t               sentinel;
+    ngx_queue_t                     queue;
+} ngx_social_gateway_buckets_t;
+
+
+typedef struct {
+    ngx_int_t                       allowed;
+    ngx_int_t                       remaining;
+    ngx_int_t                       reset;     /* ms until full again */
+    ngx_int_t                       retry;     /* ms until allowed */
+} ngx_social_gateway_verdict_t;
 
 
 static ngx_social_gateway_limit_t *ngx_social_gateway_limit_group(
@@ -27,6 +57,14 @@ static ngx_social_gateway_limit_t *ngx_social_gateway_limit_group(
 static ngx_int_t ngx_social_gateway_limit(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
 static void ngx_social_gateway_limited(redisReply *reply, void *data);
+static ngx_int_t ngx_social_gateway_limit_local(
+    ngx_social_gateway_limit_ctx_t *lc);
+static void ngx_social_gateway_limit_gcra(ngx_social_gateway_limit_t *limit,
+    uint64_t now, uint64_t *tat, ngx_social_gateway_verdict_t *v);
+static ngx_int_t ngx_social_gateway_limit_answer(
+    ngx_social_gateway_limit_ctx_t *lc, ngx_social_gateway_verdict_t *v);
+static ngx_int_t ngx_social_gateway_buckets_init(ngx_shm_zone_t *zone,
+    void *data);
 static ngx_int_t ngx_social_gateway_limit_header(ngx_http_request_t *r,
     const char *name, ngx_int_t value);
 
@@ -68,6 +106,53 @@ ngx_social_gateway_limit_init(ngx_conf_t *cf)
     }
 
     ngx_social_set_limiter(ngx_social_gateway_limit);
+
+    return NGX_OK;
+}
+
+
+/* the shared memory of the fallback; from the main configuration */
+
+ngx_int_t
+ngx_social_gateway_limit_zone(ngx_conf_t *cf,
+    ngx_social_gateway_main_conf_t *gmcf)
+{
+    ngx_str_t  name = ngx_string("social_limits");
+
+    gmcf->zone = ngx_shared_memory_add(cf, &name, 1024 * 1024,
+                                       &ngx_social_gateway_module);
+    if (gmcf->zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    gmcf->zone->init = ngx_social_gateway_buckets_init;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_social_gateway_buckets_init(ngx_shm_zone_t *zone, void *data)
+{
+    ngx_slab_pool_t               *shpool;
+    ngx_social_gateway_buckets_t  *b;
+
+    if (data) {
+        zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
+
+    b = ngx_slab_alloc(shpool, sizeof(ngx_social_gateway_buckets_t));
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_rbtree_init(&b->rbtree, &b->sentinel, ngx_str_rbtree_insert_value);
+    ngx_queue_init(&b->queue);
+
+    zone->data = b;
 
     return NGX_OK;
 }
@@ -220,8 +305,11 @@ ngx_social_gateway_limit(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
                         &r->connection->addr_text);
     }
 
+    lc->key.data = key;
+    lc->key.len = p - key;
+
     argv[0] = (const char *) key;
-    argvlen[0] = p - key;
+    argvlen[0] = lc->key.len;
 
     argv[1] = (const char *) args_buf;
     argvlen[1] = ngx_sprintf(args_buf, "%M", limit->interval) - args_buf;
@@ -241,7 +329,7 @@ ngx_social_gateway_limit(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
         != NGX_OK)
     {
         r->main->count--;
-        return ngx_social_core_proceed(r, ctx);
+        return ngx_social_gateway_limit_local(lc);
     }
 
     return NGX_DONE;
@@ -253,55 +341,193 @@ ngx_social_gateway_limited(redisReply *reply, void *data)
 {
     ngx_social_gateway_limit_ctx_t  *lc = data;
 
-    ngx_int_t            allowed, remaining, reset, retry;
-    ngx_http_request_t  *r;
-
-    r = lc->r;
+    ngx_social_gateway_verdict_t  v;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 4)
     {
-        /* Redis is away: fail open */
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "social: rate limit of \"%V\" not checked: Redis did "
-                      "not answer", &lc->limit->name);
-        ngx_http_finalize_request(r, ngx_social_core_proceed(r, lc->ctx));
+        /* the Redis adapter logs the outage itself, once */
+        ngx_log_error(NGX_LOG_INFO, lc->r->connection->log, 0,
+                      "social: rate limit of \"%V\" checked on this node: "
+                      "Redis did not answer", &lc->limit->name);
+        ngx_http_finalize_request(lc->r,
+                                  ngx_social_gateway_limit_local(lc));
         return;
     }
 
-    allowed = reply->element[0]->integer;
-    remaining = reply->element[1]->integer;
-    reset = (reply->element[2]->integer + 999) / 1000;
-    retry = (reply->element[3]->integer + 999) / 1000;
+    v.allowed = reply->element[0]->integer;
+    v.remaining = reply->element[1]->integer;
+    v.reset = reply->element[2]->integer;
+    v.retry = reply->element[3]->integer;
+
+    ngx_http_finalize_request(lc->r, ngx_social_gateway_limit_answer(lc, &v));
+}
+
+
+/* the fallback: the same algorithm on this node's shared buckets */
+
+static ngx_int_t
+ngx_social_gateway_limit_local(ngx_social_gateway_limit_ctx_t *lc)
+{
+    uint32_t                         hash;
+    uint64_t                         now, tat;
+    ngx_time_t                      *tp;
+    ngx_slab_pool_t                 *shpool;
+    ngx_rbtree_node_t               *node, *sentinel;
+    ngx_social_gateway_bucket_t     *bk;
+    ngx_social_gateway_buckets_t    *b;
+    ngx_social_gateway_verdict_t     v;
+    ngx_social_gateway_main_conf_t  *gmcf;
+
+    gmcf = ngx_http_get_module_main_conf(lc->r, ngx_social_gateway_module);
+
+    if (!gmcf->fallback_local) {
+        return ngx_social_core_proceed(lc->r, lc->ctx);
+    }
+
+    shpool = (ngx_slab_pool_t *) gmcf->zone->shm.addr;
+    b = gmcf->zone->data;
+
+    tp = ngx_timeofday();
+    now = (uint64_t) tp->sec * 1000 + tp->msec;
+    hash = ngx_crc32_short(lc->key.data, lc->key.len);
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    node = b->rbtree.root;
+    sentinel = b->rbtree.sentinel;
+    bk = NULL;
+
+    while (node != sentinel) {
+        if (hash != node->key) {
+            node = (hash < node->key) ? node->left : node->right;
+            continue;
+        }
+
+        bk = (ngx_social_gateway_bucket_t *) node;
+
+        if (bk->len == lc->key.len
+            && ngx_memcmp(bk->key, lc->key.data, bk->len) == 0)
+        {
+            break;
+        }
+
+        bk = NULL;
+        node = node->right;
+    }
+
+    tat = bk ? bk->tat : now;
+
+    ngx_social_gateway_limit_gcra(lc->limit, now, &tat, &v);
+
+    if (bk == NULL && v.allowed) {
+        bk = ngx_slab_alloc_locked(shpool, sizeof(ngx_social_gateway_bucket_t)
+                                           + lc->key.len);
+
+        while (bk == NULL && !ngx_queue_empty(&b->queue)) {
+            /* full: the least recently used bucket goes */
+            node = (ngx_rbtree_node_t *) ((u_char *) ngx_queue_last(&b->queue)
+                   - offsetof(ngx_social_gateway_bucket_t, queue));
+            ngx_queue_remove(ngx_queue_last(&b->queue));
+            ngx_rbtree_delete(&b->rbtree, node);
+            ngx_slab_free_locked(shpool, node);
+
+            bk = ngx_slab_alloc_locked(shpool,
+                                       sizeof(ngx_social_gateway_bucket_t)
+                                       + lc->key.len);
+        }
+
+        if (bk != NULL) {
+            bk->node.key = hash;
+            bk->len = (u_short) lc->key.len;
+            ngx_memcpy(bk->key, lc->key.data, lc->key.len);
+            ngx_rbtree_insert(&b->rbtree, &bk->node);
+            ngx_queue_insert_head(&b->queue, &bk->queue);
+        }
+
+    } else if (bk != NULL) {
+        ngx_queue_remove(&bk->queue);
+        ngx_queue_insert_head(&b->queue, &bk->queue);
+    }
+
+    if (bk != NULL) {
+        bk->tat = tat;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    return ngx_social_gateway_limit_answer(lc, &v);
+}
+
+
+/* GCRA: *tat is the theoretical arrival time, updated when allowed */
+
+static void
+ngx_social_gateway_limit_gcra(ngx_social_gateway_limit_t *limit,
+    uint64_t now, uint64_t *tat, ngx_social_gateway_verdict_t *v)
+{
+    uint64_t  t, new_tat, allow_at;
+
+    t = (*tat < now) ? now : *tat;
+    new_tat = t + limit->interval;
+    allow_at = new_tat - (uint64_t) limit->interval * limit->burst;
+
+    if (new_tat > (uint64_t) limit->interval * limit->burst
+        && allow_at > now)
+    {
+        v->allowed = 0;
+        v->remaining = 0;
+        v->reset = t - now;
+        v->retry = allow_at - now;
+        return;
+    }
+
+    *tat = new_tat;
+
+    v->allowed = 1;
+    v->remaining = (now + (uint64_t) limit->interval * limit->burst
+                    - new_tat) / limit->interval;
+    v->reset = new_tat - now;
+    v->retry = 0;
+}
+
+
+/* the RateLimit headers, then the route, or 429 */
+
+static ngx_int_t
+ngx_social_gateway_limit_answer(ngx_social_gateway_limit_ctx_t *lc,
+    ngx_social_gateway_verdict_t *v)
+{
+    ngx_http_request_t  *r;
+
+    r = lc->r;
 
     if (ngx_social_gateway_limit_header(r, "RateLimit-Limit",
                                         lc->limit->burst)
            != NGX_OK
         || ngx_social_gateway_limit_header(r, "RateLimit-Remaining",
-                                           remaining)
+                                           v->remaining)
            != NGX_OK
-        || ngx_social_gateway_limit_header(r, "RateLimit-Reset", reset)
+        || ngx_social_gateway_limit_header(r, "RateLimit-Reset",
+                                           (v->reset + 999) / 1000)
            != NGX_OK)
     {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (allowed) {
-        ngx_http_finalize_request(r, ngx_social_core_proceed(r, lc->ctx));
-        return;
+    if (v->allowed) {
+        return ngx_social_core_proceed(r, lc->ctx);
     }
 
-    if (ngx_social_gateway_limit_header(r, "Retry-After", retry ? retry : 1)
+    if (ngx_social_gateway_limit_header(r, "Retry-After",
+                                        ngx_max((v->retry + 999) / 1000, 1))
         != NGX_OK)
     {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
-        return;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_http_finalize_request(r, ngx_social_send_error(r, 429,
-                                  "rate_limited", "too many requests",
-                                  NULL));
+    return ngx_social_send_error(r, 429, "rate_limited", "too many requests",
+                                 NULL);
 }
 
 

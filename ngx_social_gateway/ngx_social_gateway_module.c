@@ -7,10 +7,19 @@
 
 
 static void *ngx_social_gateway_create_main_conf(ngx_conf_t *cf);
+static char *ngx_social_gateway_init_main_conf(ngx_conf_t *cf,
+    void *conf);
 static void *ngx_social_gateway_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_social_gateway_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_social_gateway_postconfiguration(ngx_conf_t *cf);
+
+
+static ngx_conf_enum_t  ngx_social_gateway_fallbacks[] = {
+    { ngx_string("open"), 0 },
+    { ngx_string("local"), 1 },
+    { ngx_null_string, 0 }
+};
 
 
 static ngx_command_t  ngx_social_gateway_commands[] = {
@@ -31,6 +40,14 @@ static ngx_command_t  ngx_social_gateway_commands[] = {
       0,
       NULL },
 
+    /* while Redis is away: limits per node in shared memory, or none */
+    { ngx_string("social_limit_fallback"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_social_gateway_main_conf_t, fallback_local),
+      &ngx_social_gateway_fallbacks },
+
       ngx_null_command
 };
 
@@ -50,7 +67,7 @@ static ngx_http_module_t  ngx_social_gateway_module_ctx = {
     ngx_social_gateway_postconfiguration,  /* postconfiguration */
 
     ngx_social_gateway_create_main_conf,   /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_social_gateway_init_main_conf,     /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -79,7 +96,31 @@ ngx_module_t  ngx_social_gateway_module = {
 static void *
 ngx_social_gateway_create_main_conf(ngx_conf_t *cf)
 {
-    return ngx_pcalloc(cf->pool, sizeof(ngx_social_gateway_main_conf_t));
+    ngx_social_gateway_main_conf_t  *gmcf;
+
+    gmcf = ngx_pcalloc(cf->pool, sizeof(ngx_social_gateway_main_conf_t));
+    if (gmcf == NULL) {
+        return NULL;
+    }
+
+    gmcf->fallback_local = NGX_CONF_UNSET_UINT;
+
+    if (ngx_social_gateway_limit_zone(cf, gmcf) != NGX_OK) {
+        return NULL;
+    }
+
+    return gmcf;
+}
+
+
+static char *
+ngx_social_gateway_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_social_gateway_main_conf_t  *gmcf = conf;
+
+    ngx_conf_init_uint_value(gmcf->fallback_local, 1);
+
+    return NGX_CONF_OK;
 }
 
 

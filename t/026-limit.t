@@ -1,6 +1,7 @@
 # Rate limits: exact across two workers, per user or per address, the
 # RateLimit headers on every answer of a limited route (429s included),
-# operational routes never limited, and fail-open while Redis is away.
+# operational routes never limited, and while Redis is away the node's own
+# shared-memory limiter (or, if so configured, none).
 
 use strict;
 use warnings;
@@ -63,10 +64,29 @@ subtest 'writes have their own limit, per user when authenticated' => sub {
 
 stop_nginx();
 
-start_nginx(limits => 1, unready => 1, replace => {
-    %limits, "127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}" => '127.0.0.1:1' });
+my %no_redis = (%limits,
+                "127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}" => '127.0.0.1:1');
 
-subtest 'Redis away: requests go through' => sub {
+start_nginx(workers => 2, limits => 1, unready => 1, replace => \%no_redis);
+
+subtest 'Redis away: the node limits with its shared memory' => sub {
+    my @res = parallel(12, sub {
+        my ($st, undef, $h) = api('GET', '/v1/users/@nobody_limits');
+        return [$st, $h->{'ratelimit-limit'}];
+    });
+    is(scalar(grep { $_->[0] == 404 } @res), 5,
+       'five admitted across both workers');
+    is(scalar(grep { $_->[0] == 429 } @res), 7, 'seven refused');
+    ok(!grep({ ($_->[1] // '') ne '5' } @res), 'with the headers');
+};
+
+stop_nginx();
+
+start_nginx(limits => 1, unready => 1,
+            replace => { %no_redis, 'social_limit_fallback local;' =>
+                                    'social_limit_fallback open;' });
+
+subtest 'Redis away, fallback open: requests go through' => sub {
     my @st = map { (api('GET', '/v1/users/@nobody_limits'))[0] } 1 .. 10;
     is_deeply(\@st, [(404) x 10], 'ten reads, none refused');
 };

@@ -342,7 +342,7 @@ failed: WRONGPASS invalid username-password pair
 === TEST 12: no reply within the command timeout: 503, the stalled connection is replaced
 --- http_config
     social_redis_address 127.0.0.1:$TEST_NGINX_REDIS_PORT;
-    social_redis_command_timeout 300ms;
+    social_redis_command_timeout 800ms;
 --- request eval
 [
 'POST /t/redis/cmd
@@ -360,7 +360,7 @@ qq{{"reply":{"status":"PONG"}}},
 qr/^\{"connected":true,.*"errors":1,"timeouts":1,"reconnects":1,/,
 ]
 --- error_log
-social redis: no reply within 300 ms
+social redis: no reply within 800 ms
 command connection to "127.0.0.1:
 lost: no reply in time, reconnecting
 --- no_error_log
