@@ -146,6 +146,8 @@ static ngx_int_t ngx_social_pg_wrap(ngx_social_pg_conn_t *conn);
 static void ngx_social_pg_connect_poll(ngx_social_pg_conn_t *conn);
 static void ngx_social_pg_prepare(ngx_social_pg_conn_t *conn);
 static void ngx_social_pg_prepared(ngx_social_pg_conn_t *conn);
+static void ngx_social_pg_step_failed(ngx_social_pg_conn_t *conn,
+    const char *step);
 static void ngx_social_pg_notice(void *arg, const char *message);
 static ngx_str_t *ngx_social_pg_message(const char *message, ngx_str_t *s);
 static void ngx_social_pg_read_handler(ngx_event_t *ev);
@@ -813,7 +815,6 @@ ngx_social_pg_wrap(ngx_social_pg_conn_t *conn)
 static void
 ngx_social_pg_connect_poll(ngx_social_pg_conn_t *conn)
 {
-    ngx_str_t                  msg;
     PostgresPollingStatusType  st;
 
     st = PQconnectPoll(conn->pg);
@@ -838,24 +839,16 @@ ngx_social_pg_connect_poll(ngx_social_pg_conn_t *conn)
         return;
 
     default:
-        ngx_social_pg_message(PQerrorMessage(conn->pg), &msg);
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "social: PostgreSQL %V: connect failed: %V",
-                      &conn->pool->name, &msg);
-        ngx_social_pg_fail(conn, NULL, 1);
+        ngx_social_pg_step_failed(conn, "connect");
     }
 }
 
-
-/* every declared statement, prepared in one round trip */
 
 /* every declared statement, prepared in one round trip before pipelining */
 
 static void
 ngx_social_pg_prepare(ngx_social_pg_conn_t *conn)
 {
-    ngx_str_t  msg;
-
     conn->state = NGX_SOCIAL_PG_PREPARING;
 
     if (ngx_social_pg_conf->prepare.len == 0) {
@@ -866,11 +859,7 @@ ngx_social_pg_prepare(ngx_social_pg_conn_t *conn)
     if (!PQsendQuery(conn->pg, (const char *) ngx_social_pg_conf->prepare.data)
         || ngx_social_pg_flush(conn) != NGX_OK)
     {
-        ngx_social_pg_message(PQerrorMessage(conn->pg), &msg);
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "social: PostgreSQL %V: prepare failed: %V",
-                      &conn->pool->name, &msg);
-        ngx_social_pg_fail(conn, NULL, 1);
+        ngx_social_pg_step_failed(conn, "prepare");
     }
 }
 
@@ -878,17 +867,12 @@ ngx_social_pg_prepare(ngx_social_pg_conn_t *conn)
 static void
 ngx_social_pg_prepared(ngx_social_pg_conn_t *conn)
 {
-    ngx_str_t              msg;
     ngx_social_pg_pool_t  *pool;
 
     pool = conn->pool;
 
     if (!PQenterPipelineMode(conn->pg)) {
-        ngx_social_pg_message(PQerrorMessage(conn->pg), &msg);
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "social: PostgreSQL %V: pipeline mode failed: %V",
-                      &pool->name, &msg);
-        ngx_social_pg_fail(conn, NULL, 1);
+        ngx_social_pg_step_failed(conn, "pipeline mode");
         return;
     }
 
@@ -923,6 +907,22 @@ ngx_social_pg_notice(void *arg, const char *message)
     ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                   "social: PostgreSQL %V: %V", &conn->pool->name,
                   ngx_social_pg_message(message, &msg));
+}
+
+
+/* a connection step failed: say which and why, then retry with backoff */
+
+static void
+ngx_social_pg_step_failed(ngx_social_pg_conn_t *conn, const char *step)
+{
+    ngx_str_t  msg;
+
+    ngx_social_pg_message(PQerrorMessage(conn->pg), &msg);
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "social: PostgreSQL %V: %s failed: %V",
+                  &conn->pool->name, step, &msg);
+
+    ngx_social_pg_fail(conn, NULL, 1);
 }
 
 
