@@ -22,6 +22,10 @@
 #define NGX_SOCIAL_JWT_MAX_TOKEN  2048
 #define NGX_SOCIAL_JWT_MAX_PART   512
 
+/* verified tokens, per worker: a token seen again costs one memcmp */
+#define NGX_SOCIAL_JWT_CACHE      1024
+#define NGX_SOCIAL_JWT_CACHED     384
+
 
 typedef struct {
     ngx_str_t                   kid;
@@ -39,6 +43,13 @@ typedef struct {
     ngx_social_jwt_key_t       *signer;
     time_t                      ttl;
 } ngx_social_jwt_main_conf_t;
+
+
+typedef struct {
+    size_t                      len;
+    u_char                      token[NGX_SOCIAL_JWT_CACHED];
+    ngx_social_token_t          claims;
+} ngx_social_jwt_cached_t;
 
 
 static ngx_int_t ngx_social_jwt_sign(ngx_social_jwt_key_t *key,
@@ -117,7 +128,8 @@ ngx_module_t  ngx_social_jwt_module = {
 };
 
 
-static time_t  ngx_social_jwt_lifetime = 900;
+static time_t                    ngx_social_jwt_lifetime = 900;
+static ngx_social_jwt_cached_t   ngx_social_jwt_cache[NGX_SOCIAL_JWT_CACHE];
 
 
 ngx_int_t
@@ -206,12 +218,29 @@ ngx_social_jwt_verify(ngx_http_request_t *r, ngx_str_t *token,
     ngx_str_t                    src, dst, s;
     ngx_uint_t                   i;
     ngx_social_jwt_key_t        *key;
+    ngx_social_jwt_cached_t     *cached;
     ngx_social_jwt_main_conf_t  *jmcf;
 
     jmcf = ngx_http_get_module_main_conf(r, ngx_social_jwt_module);
 
     if (token->len > NGX_SOCIAL_JWT_MAX_TOKEN) {
         return NGX_DECLINED;
+    }
+
+    /* the same bytes verified before: only the expiry can have changed */
+
+    cached = &ngx_social_jwt_cache[ngx_crc32_short(token->data, token->len)
+                                   % NGX_SOCIAL_JWT_CACHE];
+
+    if (cached->len == token->len
+        && ngx_memcmp(cached->token, token->data, token->len) == 0)
+    {
+        if (cached->claims.exp <= ngx_time()) {
+            return NGX_DECLINED;
+        }
+
+        *claims = cached->claims;
+        return NGX_OK;
     }
 
     key = NULL;
@@ -268,6 +297,12 @@ ngx_social_jwt_verify(ngx_http_request_t *r, ngx_str_t *token,
         || claims->exp <= ngx_time())
     {
         return NGX_DECLINED;
+    }
+
+    if (token->len <= NGX_SOCIAL_JWT_CACHED) {
+        ngx_memcpy(cached->token, token->data, token->len);
+        cached->len = token->len;
+        cached->claims = *claims;
     }
 
     return NGX_OK;

@@ -34,6 +34,8 @@ static void ngx_social_test_pg_tx_second(ngx_http_request_t *r,
     ngx_social_pg_result_t *result, void *data);
 static void ngx_social_test_pg_tx_committed(ngx_http_request_t *r,
     ngx_social_pg_result_t *result, void *data);
+static ngx_int_t ngx_social_test_pg_whoami(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
 static ngx_int_t ngx_social_test_pg_postconfiguration(ngx_conf_t *cf);
 
 
@@ -88,7 +90,9 @@ static ngx_social_route_t  ngx_social_test_pg_routes[] = {
     { NGX_HTTP_GET, ngx_string("/t/pg/sleep"), ngx_social_test_pg_sleep, 0 },
     { NGX_HTTP_GET, ngx_string("/t/pg/user"), ngx_social_test_pg_user, 0 },
     { NGX_HTTP_POST, ngx_string("/t/pg/tx"), ngx_social_test_pg_tx,
-      NGX_SOCIAL_ROUTE_JSON_BODY }
+      NGX_SOCIAL_ROUTE_JSON_BODY },
+    { NGX_HTTP_GET, ngx_string("/t/whoami"), ngx_social_test_pg_whoami,
+      NGX_SOCIAL_ROUTE_AUTH }
 };
 
 
@@ -390,6 +394,17 @@ ngx_social_test_pg_tx_committed(ngx_http_request_t *r,
 
     ngx_http_finalize_request(r, ngx_social_send_json(r, NGX_HTTP_CREATED,
                                   json_pack("{s:b}", "committed", 1)));
+}
+
+
+/* GET /t/whoami: authenticated (and limited), no I/O of its own */
+
+static ngx_int_t
+ngx_social_test_pg_whoami(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
+{
+    return ngx_social_send_json(r, NGX_HTTP_OK,
+                                json_pack("{s:I}", "user_id",
+                                          (json_int_t) ctx->user_id));
 }
 
 
