@@ -28,6 +28,7 @@
 #define NGX_SOCIAL_ROUTE_TOKEN_ARG   0x08    /* ?access_token= is accepted */
 #define NGX_SOCIAL_ROUTE_RAW_BODY    0x10    /* the body is read, unparsed */
 #define NGX_SOCIAL_ROUTE_UNLIMITED   0x20    /* no rate limit (operations) */
+#define NGX_SOCIAL_ROUTE_LOGIN       0x40    /* the "login" rate limit */
 
 
 typedef struct ngx_social_ctx_s  ngx_social_ctx_t;

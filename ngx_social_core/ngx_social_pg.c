@@ -164,6 +164,7 @@ static void ngx_social_pg_complete(ngx_social_pg_conn_t *conn,
     ngx_social_pg_query_t *q);
 static void ngx_social_pg_fail(ngx_social_pg_conn_t *conn,
     ngx_social_pg_query_t *culprit, ngx_uint_t backoff);
+static void ngx_social_pg_release(ngx_social_pg_conn_t *conn);
 static void ngx_social_pg_close(ngx_social_pg_conn_t *conn);
 static ngx_int_t ngx_social_pg_send(ngx_social_pg_conn_t *conn,
     ngx_social_pg_query_t *q);
@@ -957,9 +958,7 @@ ngx_social_pg_read_handler(ngx_event_t *ev)
 
     if (c->close) {
         /* a graceful shutdown closes the idle connections */
-        ngx_social_pg_close(conn);
-        PQfinish(conn->pg);
-        conn->pg = NULL;
+        ngx_social_pg_release(conn);
         conn->pool->up--;
         conn->state = NGX_SOCIAL_PG_DOWN;
         return;
@@ -1089,6 +1088,35 @@ ngx_social_pg_want_write(ngx_social_pg_conn_t *conn, ngx_uint_t on)
     }
 
     return NGX_OK;
+}
+
+
+/* everything the connection holds, released: timers, events, libpq */
+
+static void
+ngx_social_pg_release(ngx_social_pg_conn_t *conn)
+{
+    if (conn->timer.timer_set) {
+        ngx_del_timer(&conn->timer);
+    }
+
+    if (conn->sync.posted) {
+        ngx_delete_posted_event(&conn->sync);
+    }
+
+    if (conn->c != NULL) {
+        ngx_social_pg_close(conn);
+    }
+
+    if (conn->res != NULL) {
+        PQclear(conn->res);
+        conn->res = NULL;
+    }
+
+    if (conn->pg != NULL) {
+        PQfinish(conn->pg);
+        conn->pg = NULL;
+    }
 }
 
 
@@ -1380,27 +1408,7 @@ ngx_social_pg_fail(ngx_social_pg_conn_t *conn, ngx_social_pg_query_t *culprit,
         pool->up--;
     }
 
-    if (conn->timer.timer_set) {
-        ngx_del_timer(&conn->timer);
-    }
-
-    if (conn->sync.posted) {
-        ngx_delete_posted_event(&conn->sync);
-    }
-
-    if (conn->c != NULL) {
-        ngx_social_pg_close(conn);
-    }
-
-    if (conn->res != NULL) {
-        PQclear(conn->res);
-        conn->res = NULL;
-    }
-
-    if (conn->pg != NULL) {
-        PQfinish(conn->pg);
-        conn->pg = NULL;
-    }
+    ngx_social_pg_release(conn);
 
     if (conn->tx != NULL) {
         conn->tx->conn = NULL;
@@ -2214,25 +2222,7 @@ ngx_social_pg_exit_process(ngx_cycle_t *cycle)
         for (j = 0; j < pool->nconns; j++) {
             conn = &pool->conns[j];
 
-            if (conn->timer.timer_set) {
-                ngx_del_timer(&conn->timer);
-            }
-
-            if (conn->sync.posted) {
-                ngx_delete_posted_event(&conn->sync);
-            }
-
-            if (conn->c != NULL) {
-                ngx_social_pg_close(conn);
-            }
-
-            if (conn->res != NULL) {
-                PQclear(conn->res);
-            }
-
-            if (conn->pg != NULL) {
-                PQfinish(conn->pg);
-            }
+            ngx_social_pg_release(conn);
 
             while (!ngx_queue_empty(&conn->inflight)) {
                 qu = ngx_queue_head(&conn->inflight);

@@ -18,6 +18,7 @@ typedef struct {
     ngx_str_t                   name;      /* "read", "write", "login" */
     ngx_msec_t                  interval;  /* between requests */
     ngx_int_t                   burst;     /* 0: not limited */
+    ngx_str_t                   args[2];   /* both, as script arguments */
 } ngx_social_gateway_limit_t;
 
 

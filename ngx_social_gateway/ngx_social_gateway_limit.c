@@ -4,8 +4,9 @@
  * matter, atomic so that counts are exact under any concurrency.
  *
  * "social_limit read|write|login rate=Nr/s|Nr/m burst=B": API requests
- * with GET or HEAD are "read", the others "write", POST /oauth/token is
- * "login"; a group not configured is not limited.  The key is the user
+ * with GET or HEAD are "read", the others "write", a route flagged
+ * NGX_SOCIAL_ROUTE_LOGIN (POST /oauth/token) "login"; a group not
+ * configured is not limited.  The key is the user
  * for an authenticated request, else the client address.  Answers carry
  * RateLimit-Limit/-Remaining/-Reset; a refusal is 429 rate_limited with
  * Retry-After.
@@ -91,9 +92,6 @@ static ngx_social_redis_script_t  ngx_social_gateway_gcra = {
         "        new_tat - now, 0}"),
     { 0 }
 };
-
-
-static ngx_str_t  ngx_social_gateway_login = ngx_string("/oauth/token");
 
 
 ngx_int_t
@@ -230,6 +228,17 @@ ngx_social_gateway_limit_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "has a rate above 1000 requests a second";
     }
 
+    p = ngx_pnalloc(cf->pool, 2 * NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    limit->args[0].data = p;
+    limit->args[0].len = ngx_sprintf(p, "%M", limit->interval) - p;
+    limit->args[1].data = p + limit->args[0].len;
+    limit->args[1].len = ngx_sprintf(limit->args[1].data, "%i", burst)
+                         - limit->args[1].data;
+
     return NGX_CONF_OK;
 }
 
@@ -243,12 +252,7 @@ ngx_social_gateway_limit_group(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 
     gmcf = ngx_http_get_module_main_conf(r, ngx_social_gateway_module);
 
-    if (ctx->route->pattern.len == ngx_social_gateway_login.len
-        && ngx_strncmp(ctx->route->pattern.data,
-                       ngx_social_gateway_login.data,
-                       ngx_social_gateway_login.len)
-           == 0)
-    {
+    if (ctx->route->flags & NGX_SOCIAL_ROUTE_LOGIN) {
         group = 2;
 
     } else if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
@@ -267,7 +271,7 @@ ngx_social_gateway_limit_group(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 static ngx_int_t
 ngx_social_gateway_limit(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 {
-    u_char                          *key, *p, *args_buf;
+    u_char                          *key, *p;
     ngx_social_redis_argv_t          args;
     ngx_social_gateway_limit_t      *limit;
     ngx_social_gateway_limit_ctx_t  *lc;
@@ -283,13 +287,10 @@ ngx_social_gateway_limit(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
     lc = ngx_palloc(r->pool, sizeof(ngx_social_gateway_limit_ctx_t));
     key = ngx_pnalloc(r->pool, sizeof("social:rl:login:u:") + NGX_INT64_LEN
                                + r->connection->addr_text.len);
-    args_buf = ngx_pnalloc(r->pool, 2 * NGX_INT_T_LEN);
     argv = ngx_palloc(r->pool, 3 * sizeof(char *));
     argvlen = ngx_palloc(r->pool, 3 * sizeof(size_t));
 
-    if (lc == NULL || key == NULL || args_buf == NULL || argv == NULL
-        || argvlen == NULL)
-    {
+    if (lc == NULL || key == NULL || argv == NULL || argvlen == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -311,12 +312,10 @@ ngx_social_gateway_limit(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
     argv[0] = (const char *) key;
     argvlen[0] = lc->key.len;
 
-    argv[1] = (const char *) args_buf;
-    argvlen[1] = ngx_sprintf(args_buf, "%M", limit->interval) - args_buf;
-
-    argv[2] = (const char *) args_buf + argvlen[1];
-    argvlen[2] = ngx_sprintf(args_buf + argvlen[1], "%i", limit->burst)
-                 - (args_buf + argvlen[1]);
+    argv[1] = (const char *) limit->args[0].data;
+    argvlen[1] = limit->args[0].len;
+    argv[2] = (const char *) limit->args[1].data;
+    argvlen[2] = limit->args[1].len;
 
     args.argc = 3;
     args.argv = argv;

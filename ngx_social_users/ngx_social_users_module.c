@@ -32,7 +32,7 @@ static ngx_social_route_t  ngx_social_users_routes[] = {
     { NGX_HTTP_GET, ngx_string("/v1/users/{id}/following"),
       ngx_social_users_following, 0 },
     { NGX_HTTP_POST, ngx_string("/oauth/token"), ngx_social_users_token,
-      NGX_SOCIAL_ROUTE_RAW_BODY },
+      NGX_SOCIAL_ROUTE_RAW_BODY|NGX_SOCIAL_ROUTE_LOGIN },
     { NGX_HTTP_POST, ngx_string("/oauth/revoke"), ngx_social_users_revoke,
       NGX_SOCIAL_ROUTE_RAW_BODY }
 };

@@ -16,6 +16,8 @@ my %limits = (
         'social_limit read rate=1r/m burst=5;',
     'social_limit write rate=20r/s burst=40;' =>
         'social_limit write rate=1r/m burst=3;',
+    'social_limit login rate=10r/m burst=10;' =>
+        'social_limit login rate=1r/m burst=2;',
 );
 
 redis_cli('EVAL', "for _, k in ipairs(redis.call('KEYS', 'social:rl:*')) "
@@ -60,6 +62,16 @@ subtest 'writes have their own limit, per user when authenticated' => sub {
           1 .. 4;
     is_deeply(\@st, [200, 200, 200, 429],
               'the user has a bucket of its own');
+};
+
+subtest 'the token endpoint has the strict login limit' => sub {
+    redis_cli('EVAL', "for _, k in ipairs(redis.call('KEYS', "
+              . "'social:rl:login:*')) do redis.call('DEL', k) end", 0);
+    my @st = map {
+        (api('POST', '/oauth/token', { grant_type => 'password',
+             username => 'nobody_limits', password => 'guess' }))[0]
+    } 1 .. 3;
+    is_deeply(\@st, [400, 400, 429], 'two guesses, then refused');
 };
 
 stop_nginx();
