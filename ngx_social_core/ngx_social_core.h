@@ -75,7 +75,28 @@ struct ngx_social_ctx_s {
 typedef struct {
     ngx_social_pg_stats_t       pg;
     ngx_social_redis_stats_t    redis;
+    ngx_uint_t                  streams;   /* open WebSocket and SSE */
 } ngx_social_metrics_t;
+
+
+/* Idempotency-Key: claimed() goes on in tx, whose write stores the answer */
+typedef void (*ngx_social_idem_pt)(ngx_http_request_t *r,
+    ngx_social_pg_tx_t *tx, void *data);
+
+/*
+ * A CTE body for a route's write statement: stores the answer in the
+ * claimed row (user, path, key as parameters; a NULL key matches nothing,
+ * so the same statement serves requests without a key).
+ */
+#define NGX_SOCIAL_IDEM_STORE(user, path, key, status, body)                 \
+    "UPDATE idempotency_keys SET status = " status ", body = " body          \
+    " WHERE user_id = " user " AND route = " path " AND key = " key
+
+
+/* users' event streams ("social:ev:<id>"): see ngx_social_events.c */
+#define NGX_SOCIAL_EVENTS_KEEP        "1000"     /* entries, at least */
+#define NGX_SOCIAL_EVENTS_RETAIN_MS   "3600000"  /* after the last one */
+#define NGX_SOCIAL_EVENTS_ID_LEN      NGX_INT64_LEN
 
 
 /* list arguments: params for "... LIMIT $n" (limit + 1) and the cursors
@@ -136,6 +157,20 @@ json_t *ngx_social_json_owned(ngx_http_request_t *r, json_t *json);
 json_t *ngx_social_json_str(ngx_str_t *s);
 
 void ngx_social_metrics_collect(ngx_social_metrics_t *sum);
+void ngx_social_metrics_streams(ngx_int_t delta);
+
+/* idempotency */
+ngx_int_t ngx_social_idem_key(ngx_http_request_t *r, ngx_str_t *key);
+ngx_int_t ngx_social_idem_claim(ngx_http_request_t *r, ngx_social_ctx_t *ctx,
+    ngx_str_t *key, ngx_social_idem_pt claimed, void *data);
+
+/* live events */
+ngx_int_t ngx_social_events_publish(ngx_http_request_t *r, int64_t *users,
+    ngx_uint_t n, ngx_str_t *event, ngx_uint_t ephemeral);
+ngx_int_t ngx_social_events_id_decimal(ngx_str_t *entry, u_char *buf,
+    ngx_str_t *out);
+ngx_int_t ngx_social_events_id_entry(ngx_str_t *decimal, u_char *buf,
+    ngx_str_t *out);
 
 /* CPU-heavy work: NGX_DONE, or a status to finalize with */
 ngx_int_t ngx_social_thread_run(ngx_http_request_t *r, ngx_thread_pool_t *tp,
@@ -149,8 +184,5 @@ int64_t ngx_social_parse_id(ngx_str_t *s);
 ngx_int_t ngx_social_field_string(json_t *body, const char *name,
     ngx_uint_t required, size_t min, size_t max, ngx_uint_t bytes,
     ngx_str_t *out, json_t *fields);
-
-
-
 
 #endif /* _NGX_SOCIAL_CORE_H_INCLUDED_ */

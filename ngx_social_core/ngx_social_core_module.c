@@ -390,7 +390,10 @@ ngx_social_core_create_main_conf(ngx_conf_t *cf)
 static ngx_int_t
 ngx_social_core_postconfiguration(ngx_conf_t *cf)
 {
-    if (ngx_social_metrics_init(cf) != NGX_OK) {
+    if (ngx_social_metrics_init(cf) != NGX_OK
+        || ngx_social_events_init(cf) != NGX_OK
+        || ngx_social_idem_init(cf) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -401,7 +404,9 @@ ngx_social_core_postconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_social_core_init_process(ngx_cycle_t *cycle)
 {
-    if (ngx_social_metrics_init_process(cycle) != NGX_OK) {
+    if (ngx_social_metrics_init_process(cycle) != NGX_OK
+        || ngx_social_idem_init_process(cycle) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 

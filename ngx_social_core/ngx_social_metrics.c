@@ -26,6 +26,7 @@ static void ngx_social_metrics_publish(void);
 static ngx_shm_zone_t       *ngx_social_metrics_zone;
 static ngx_social_metrics_t *ngx_social_metrics_slot;
 static ngx_event_t           ngx_social_metrics_timer;
+static ngx_uint_t            ngx_social_metrics_open_streams;
 
 /* a timer's data is read as a connection by nginx's debug log */
 static ngx_connection_t      ngx_social_metrics_dummy;
@@ -158,6 +159,8 @@ ngx_social_metrics_collect(ngx_social_metrics_t *sum)
         sum->redis.channels += s->redis.channels;
         sum->redis.connected += s->redis.connected;
         sum->redis.subscriber += s->redis.subscriber;
+
+        sum->streams += s->streams;
     }
 }
 
@@ -173,6 +176,15 @@ ngx_social_metrics_refresh(ngx_event_t *ev)
 }
 
 
+/* a stream opened (1) or closed (-1) on this worker */
+
+void
+ngx_social_metrics_streams(ngx_int_t delta)
+{
+    ngx_social_metrics_open_streams += delta;
+}
+
+
 /*
  * A worker writes only its own slot; a reader may see a slot half
  * written, which for monotonic counters read once a scrape is harmless.
@@ -183,4 +195,5 @@ ngx_social_metrics_publish(void)
 {
     ngx_social_pg_get_stats(&ngx_social_metrics_slot->pg);
     ngx_social_redis_get_stats(&ngx_social_metrics_slot->redis);
+    ngx_social_metrics_slot->streams = ngx_social_metrics_open_streams;
 }

@@ -75,7 +75,11 @@ static ngx_social_gateway_metric_t  ngx_social_gateway_metrics[] = {
       NGX_SOCIAL_METRIC(redis.reconnects) },
     { "social_redis_messages_total", "counter",
       "Pub/sub messages received.", "",
-      NGX_SOCIAL_METRIC(redis.messages) }
+      NGX_SOCIAL_METRIC(redis.messages) },
+
+    { "social_streams_open", "gauge",
+      "WebSocket and Server-Sent Events streams open.", "",
+      NGX_SOCIAL_METRIC(streams) }
 };
 
 
