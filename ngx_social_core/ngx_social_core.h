@@ -93,6 +93,58 @@ typedef void (*ngx_social_idem_pt)(ngx_http_request_t *r,
     " WHERE user_id = " user " AND route = " path " AND key = " key
 
 
+/* SQL: a timestamptz as the contract's RFC 3339 UTC with milliseconds */
+#define NGX_SOCIAL_SQL_TIME(col)                                             \
+    "to_char(" col " AT TIME ZONE 'UTC', "                                   \
+    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* SQL: a user's public view as JSON text (columns of users unqualified) */
+#define NGX_SOCIAL_SQL_USER_FIELDS                                           \
+    "'id', id::text, 'username', username, "                                \
+    "'display_name', display_name, 'bio', bio, "                            \
+    "'created_at', " NGX_SOCIAL_SQL_TIME("created_at") ", "                 \
+    "'followers_count', followers_count, "                                  \
+    "'following_count', following_count, "                                  \
+    "'posts_count', posts_count"
+
+#define NGX_SOCIAL_SQL_USER_PUBLIC                                           \
+    NGX_SOCIAL_SQL_OBJECT(NGX_SOCIAL_SQL_USER_FIELDS)
+
+/*
+ * SQL: an object of fields that are never null, as compact JSON text
+ * (json_strip_nulls writes without spaces; the C-built parts of answers
+ * are compact too)
+ */
+#define NGX_SOCIAL_SQL_OBJECT(fields)                                        \
+    "json_strip_nulls(json_build_object(" fields "))::text"
+
+/* SQL: a user as a post's author or a notification's actor, JSON text */
+#define NGX_SOCIAL_SQL_ACTOR(u)                                              \
+    "('{\"id\":\"' || " u ".id::text || '\",\"username\":' || "             \
+    "to_json(" u ".username)::text || ',\"display_name\":' || "             \
+    "to_json(" u ".display_name)::text || '}')"
+
+/*
+ * SQL: the notification.created event of notification row n whose actor
+ * is users row a (post_id and conversation_id only when set)
+ */
+#define NGX_SOCIAL_SQL_NOTIFICATION(n, a)                                    \
+    "json_strip_nulls(json_build_object('id', " n ".id::text, "             \
+    "'type', " n ".type, 'actor', " NGX_SOCIAL_SQL_ACTOR(a) "::json, "       \
+    "'post_id', " n ".post_id::text, "                                       \
+    "'conversation_id', " n ".conversation_id::text, "                       \
+    "'created_at', " NGX_SOCIAL_SQL_TIME(n ".created_at") ", "               \
+    "'read', " n ".read))"
+
+#define NGX_SOCIAL_SQL_NOTIFICATION_EVENT(n, a)                              \
+    "json_build_object('event', 'notification.created', 'data', "           \
+    NGX_SOCIAL_SQL_NOTIFICATION(n, a) ")::text"
+
+
+/* shared cache keys: see ngx_social_cache.c */
+#define NGX_SOCIAL_CACHE_GEN_TTL      "60000"    /* ms */
+
+
 /* users' event streams ("social:ev:<id>"): see ngx_social_events.c */
 #define NGX_SOCIAL_EVENTS_KEEP        "1000"     /* entries, at least */
 #define NGX_SOCIAL_EVENTS_RETAIN_MS   "3600000"  /* after the last one */
@@ -113,6 +165,8 @@ ngx_int_t ngx_social_list_args(ngx_http_request_t *r, ngx_social_list_t *l,
     json_t *fields);
 ngx_int_t ngx_social_send_list(ngx_http_request_t *r, ngx_social_list_t *l,
     PGresult *res, int cursor, int item);
+ngx_int_t ngx_social_send_items(ngx_http_request_t *r, ngx_social_list_t *l,
+    ngx_str_t *items, ngx_uint_t n, ngx_str_t *next);
 
 
 /*
@@ -151,6 +205,7 @@ ngx_int_t ngx_social_send_json(ngx_http_request_t *r, ngx_uint_t status,
     json_t *json);
 ngx_int_t ngx_social_send_json_text(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *text);
+ngx_int_t ngx_social_send_no_content(ngx_http_request_t *r);
 ngx_int_t ngx_social_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *message, json_t *fields);
 json_t *ngx_social_json_owned(ngx_http_request_t *r, json_t *json);
@@ -163,6 +218,14 @@ void ngx_social_metrics_streams(ngx_int_t delta);
 ngx_int_t ngx_social_idem_key(ngx_http_request_t *r, ngx_str_t *key);
 ngx_int_t ngx_social_idem_claim(ngx_http_request_t *r, ngx_social_ctx_t *ctx,
     ngx_str_t *key, ngx_social_idem_pt claimed, void *data);
+ngx_int_t ngx_social_idem_commit(ngx_http_request_t *r, ngx_social_pg_tx_t *tx,
+    int64_t user, ngx_str_t *key, ngx_uint_t status, ngx_str_t *body,
+    ngx_social_pg_handler_pt handler, void *data);
+
+/* shared caches */
+ngx_int_t ngx_social_cache_forget(ngx_http_request_t *r, ngx_str_t *users,
+    ngx_uint_t n, ngx_str_t *feeds, ngx_uint_t m,
+    ngx_social_redis_handler_pt handler, void *data);
 
 /* live events */
 ngx_int_t ngx_social_events_publish(ngx_http_request_t *r, int64_t *users,

@@ -392,6 +392,7 @@ ngx_social_core_postconfiguration(ngx_conf_t *cf)
 {
     if (ngx_social_metrics_init(cf) != NGX_OK
         || ngx_social_events_init(cf) != NGX_OK
+        || ngx_social_cache_init(cf) != NGX_OK
         || ngx_social_idem_init(cf) != NGX_OK)
     {
         return NGX_ERROR;

@@ -42,6 +42,7 @@ ngx_int_t ngx_social_metrics_init_process(ngx_cycle_t *cycle);
 void ngx_social_metrics_exit_process(ngx_cycle_t *cycle);
 
 ngx_int_t ngx_social_events_init(ngx_conf_t *cf);
+ngx_int_t ngx_social_cache_init(ngx_conf_t *cf);
 
 ngx_int_t ngx_social_idem_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_idem_init_process(ngx_cycle_t *cycle);

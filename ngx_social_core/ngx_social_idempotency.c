@@ -29,11 +29,23 @@ typedef struct {
 } ngx_social_idem_ctx_t;
 
 
+typedef struct {
+    ngx_social_pg_tx_t         *tx;
+    ngx_social_pg_handler_pt    handler;
+    void                       *data;
+    ngx_str_t                   params[5];
+    u_char                      user[NGX_INT64_LEN];
+    u_char                      status[NGX_INT_T_LEN];
+} ngx_social_idem_commit_t;
+
+
 static void ngx_social_idem_claim_done(ngx_http_request_t *r,
     ngx_social_pg_result_t *result, void *data);
 static void ngx_social_idem_replay(ngx_http_request_t *r,
     ngx_social_pg_result_t *result, void *data);
 static ngx_int_t ngx_social_idem_conflict(ngx_http_request_t *r);
+static void ngx_social_idem_stored(ngx_http_request_t *r,
+    ngx_social_pg_result_t *result, void *data);
 static void ngx_social_idem_purge(ngx_event_t *ev);
 static void ngx_social_idem_purged(ngx_http_request_t *r,
     ngx_social_pg_result_t *result, void *data);
@@ -54,6 +66,11 @@ static ngx_social_pg_stmt_t  ngx_social_idem_stmts[] = {
     /* in the same transaction, after the claim waited: the committed row */
     { ngx_string("idem_stored"),
       ngx_string("SELECT status, body FROM idempotency_keys "
+                 "WHERE user_id = $1 AND route = $2 AND key = $3"),
+      0, 0 },
+
+    { ngx_string("idem_store"),
+      ngx_string("UPDATE idempotency_keys SET status = $4, body = $5 "
                  "WHERE user_id = $1 AND route = $2 AND key = $3"),
       0, 0 },
 
@@ -243,6 +260,57 @@ ngx_social_idem_replay(ngx_http_request_t *r, ngx_social_pg_result_t *result,
 }
 
 
+/*
+ * For a route whose answer is not built by its write statement: stores
+ * the answer (status, body) in the claimed row, then commits tx; handler
+ * gets the result of the commit.  As ngx_social_pg_query() otherwise.
+ */
+
+ngx_int_t
+ngx_social_idem_commit(ngx_http_request_t *r, ngx_social_pg_tx_t *tx,
+    int64_t user, ngx_str_t *key, ngx_uint_t status, ngx_str_t *body,
+    ngx_social_pg_handler_pt handler, void *data)
+{
+    ngx_social_idem_commit_t  *ic;
+
+    ic = ngx_palloc(r->pool, sizeof(ngx_social_idem_commit_t));
+    if (ic == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ic->tx = tx;
+    ic->handler = handler;
+    ic->data = data;
+
+    ic->params[0].data = ic->user;
+    ic->params[0].len = ngx_sprintf(ic->user, "%L", user) - ic->user;
+    ic->params[1] = r->uri;
+    ic->params[2] = *key;
+    ic->params[3].data = ic->status;
+    ic->params[3].len = ngx_sprintf(ic->status, "%ui", status) - ic->status;
+    ic->params[4] = *body;
+
+    return ngx_social_pg_query(r, tx, &ngx_social_idem_stmts[2], ic->params,
+                               5, ngx_social_idem_stored, ic);
+}
+
+
+static void
+ngx_social_idem_stored(ngx_http_request_t *r, ngx_social_pg_result_t *result,
+    void *data)
+{
+    ngx_social_idem_commit_t  *ic = data;
+
+    if (result->status != NGX_SOCIAL_PG_OK) {
+        ic->handler(r, result, ic->data);
+        return;
+    }
+
+    ngx_http_finalize_request(r, ngx_social_pg_commit(ic->tx, ic->handler,
+                                                      ic->data));
+}
+
+
 static ngx_int_t
 ngx_social_idem_conflict(ngx_http_request_t *r)
 {
@@ -259,7 +327,7 @@ ngx_social_idem_purge(ngx_event_t *ev)
         return;
     }
 
-    if (ngx_social_pg_run(&ngx_social_idem_stmts[2], NULL, 0,
+    if (ngx_social_pg_run(&ngx_social_idem_stmts[3], NULL, 0,
                           ngx_social_idem_purged, NULL)
         != NGX_OK)
     {

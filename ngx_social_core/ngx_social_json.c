@@ -81,6 +81,27 @@ ngx_social_send_json_text(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
+/* 204: no body */
+
+ngx_int_t
+ngx_social_send_no_content(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    r->headers_out.status = NGX_HTTP_NO_CONTENT;
+    r->headers_out.content_length_n = 0;
+    r->header_only = 1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    return ngx_http_send_special(r, NGX_HTTP_LAST);
+}
+
+
 /*
  * {"error": {"code", "message", "request_id", "fields"?}}; fields is a
  * reference the caller gives up, or NULL.

@@ -75,18 +75,15 @@ ngx_social_list_cursor(ngx_http_request_t *r, const char *name,
 
 /*
  * The rows of res (cursor in column cursor, an item's JSON in column
- * item) as the contract's list; base is the path for the Link header.
+ * item) as the contract's list.
  */
 
 ngx_int_t
 ngx_social_send_list(ngx_http_request_t *r, ngx_social_list_t *l,
     PGresult *res, int cursor, int item)
 {
-    int               i, n;
-    u_char           *p;
-    size_t            len;
-    ngx_str_t         body, next;
-    ngx_table_elt_t  *h;
+    int         i, n;
+    ngx_str_t  *items, next;
 
     n = PQntuples(res);
 
@@ -99,10 +96,39 @@ ngx_social_send_list(ngx_http_request_t *r, ngx_social_list_t *l,
         ngx_str_null(&next);
     }
 
-    len = sizeof("{\"items\":[],\"next_cursor\":null}") + next.len + 2;
+    items = ngx_palloc(r->pool, (n + 1) * sizeof(ngx_str_t));
+    if (items == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     for (i = 0; i < n; i++) {
-        len += PQgetlength(res, i, item) + 1;
+        items[i].data = (u_char *) PQgetvalue(res, i, item);
+        items[i].len = PQgetlength(res, i, item);
+    }
+
+    return ngx_social_send_items(r, l, items, n, &next);
+}
+
+
+/*
+ * {"items": [the n items that are not empty], "next_cursor"} with a Link
+ * header for the next page when next is not empty.
+ */
+
+ngx_int_t
+ngx_social_send_items(ngx_http_request_t *r, ngx_social_list_t *l,
+    ngx_str_t *items, ngx_uint_t n, ngx_str_t *next)
+{
+    u_char           *p;
+    size_t            len;
+    ngx_str_t         body;
+    ngx_uint_t        i, first;
+    ngx_table_elt_t  *h;
+
+    len = sizeof("{\"items\":[],\"next_cursor\":null}") + next->len + 2;
+
+    for (i = 0; i < n; i++) {
+        len += items[i].len + 1;
     }
 
     body.data = ngx_pnalloc(r->pool, len);
@@ -111,25 +137,30 @@ ngx_social_send_list(ngx_http_request_t *r, ngx_social_list_t *l,
     }
 
     p = ngx_cpymem(body.data, "{\"items\":[", sizeof("{\"items\":[") - 1);
+    first = 1;
 
     for (i = 0; i < n; i++) {
-        if (i) {
+        if (items[i].len == 0) {
+            continue;
+        }
+
+        if (!first) {
             *p++ = ',';
         }
 
-        p = ngx_cpymem(p, PQgetvalue(res, i, item),
-                       PQgetlength(res, i, item));
+        first = 0;
+        p = ngx_cpymem(p, items[i].data, items[i].len);
     }
 
-    if (next.len) {
-        p = ngx_sprintf(p, "],\"next_cursor\":\"%V\"}", &next);
+    if (next->len) {
+        p = ngx_sprintf(p, "],\"next_cursor\":\"%V\"}", next);
 
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        h->value.data = ngx_pnalloc(r->pool, r->uri.len + next.len + 64);
+        h->value.data = ngx_pnalloc(r->pool, r->uri.len + next->len + 64);
         if (h->value.data == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
@@ -138,7 +169,7 @@ ngx_social_send_list(ngx_http_request_t *r, ngx_social_list_t *l,
         ngx_str_set(&h->key, "Link");
         h->value.len = ngx_sprintf(h->value.data,
                                    "<%V?limit=%ui&max_id=%V>; rel=\"next\"",
-                                   &r->uri, l->limit, &next)
+                                   &r->uri, l->limit, next)
                        - h->value.data;
 
     } else {

@@ -1,20 +1,84 @@
 /*
  * ngx_social_posts: posts, replies, likes, shares, the home feed and
- * notifications.
- *
- * The module is loaded after ngx_social_core and declares its routes to the
- * core router; its handlers arrive with the work on this service.
+ * notifications.  This file holds the directives, the route table and the
+ * helpers every handler uses; each resource has its own file.
  */
 
-#include <ngx_social_core.h>
+#include "ngx_social_posts.h"
+
+
+static void *ngx_social_posts_create_main_conf(ngx_conf_t *cf);
+static char *ngx_social_posts_init_main_conf(ngx_conf_t *cf, void *conf);
+static ngx_int_t ngx_social_posts_postconfiguration(ngx_conf_t *cf);
+
+
+ngx_str_t  ngx_social_posts_none = ngx_null_string;
+
+
+static ngx_social_route_t  ngx_social_posts_routes[] = {
+    { NGX_HTTP_POST, ngx_string("/v1/posts"), ngx_social_posts_create,
+      NGX_SOCIAL_ROUTE_AUTH|NGX_SOCIAL_ROUTE_JSON_BODY },
+    { NGX_HTTP_GET, ngx_string("/v1/posts/{id}"), ngx_social_posts_get,
+      NGX_SOCIAL_ROUTE_AUTH_OPTIONAL },
+    { NGX_HTTP_DELETE, ngx_string("/v1/posts/{id}"), ngx_social_posts_delete,
+      NGX_SOCIAL_ROUTE_AUTH },
+    { NGX_HTTP_POST, ngx_string("/v1/posts/{id}/like"),
+      ngx_social_posts_like, NGX_SOCIAL_ROUTE_AUTH },
+    { NGX_HTTP_DELETE, ngx_string("/v1/posts/{id}/like"),
+      ngx_social_posts_unlike, NGX_SOCIAL_ROUTE_AUTH },
+    { NGX_HTTP_GET, ngx_string("/v1/posts/{id}/likes"),
+      ngx_social_posts_likers, 0 },
+    { NGX_HTTP_POST, ngx_string("/v1/posts/{id}/share"),
+      ngx_social_posts_share, NGX_SOCIAL_ROUTE_AUTH },
+    { NGX_HTTP_DELETE, ngx_string("/v1/posts/{id}/share"),
+      ngx_social_posts_unshare, NGX_SOCIAL_ROUTE_AUTH },
+    { NGX_HTTP_GET, ngx_string("/v1/posts/{id}/replies"),
+      ngx_social_posts_replies, NGX_SOCIAL_ROUTE_AUTH_OPTIONAL },
+    { NGX_HTTP_GET, ngx_string("/v1/users/{id}/posts"),
+      ngx_social_posts_of_user, NGX_SOCIAL_ROUTE_AUTH_OPTIONAL },
+    { NGX_HTTP_GET, ngx_string("/v1/feed"), ngx_social_posts_feed,
+      NGX_SOCIAL_ROUTE_AUTH },
+    { NGX_HTTP_GET, ngx_string("/v1/notifications"),
+      ngx_social_posts_notifications, NGX_SOCIAL_ROUTE_AUTH },
+    { NGX_HTTP_POST, ngx_string("/v1/notifications/read"),
+      ngx_social_posts_notifications_read,
+      NGX_SOCIAL_ROUTE_AUTH|NGX_SOCIAL_ROUTE_JSON_BODY }
+};
+
+
+static ngx_conf_num_bounds_t  ngx_social_posts_feed_bounds = {
+    ngx_conf_check_num_bounds, 20, 10000
+};
+
+
+static ngx_command_t  ngx_social_posts_commands[] = {
+
+    /* authors with at most this many followers fan out before answering */
+    { ngx_string("social_posts_sync_fanout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_social_posts_main_conf_t, sync_fanout),
+      NULL },
+
+    /* posts kept in a user's cached home feed */
+    { ngx_string("social_feed_size"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_social_posts_main_conf_t, feed_size),
+      &ngx_social_posts_feed_bounds },
+
+      ngx_null_command
+};
 
 
 static ngx_http_module_t  ngx_social_posts_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_social_posts_postconfiguration,    /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_social_posts_create_main_conf,     /* create main configuration */
+    ngx_social_posts_init_main_conf,       /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -27,7 +91,7 @@ static ngx_http_module_t  ngx_social_posts_module_ctx = {
 ngx_module_t  ngx_social_posts_module = {
     NGX_MODULE_V1,
     &ngx_social_posts_module_ctx,          /* module context */
-    NULL,                                  /* module directives */
+    ngx_social_posts_commands,             /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
@@ -38,3 +102,290 @@ ngx_module_t  ngx_social_posts_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static void *
+ngx_social_posts_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_social_posts_main_conf_t  *pmcf;
+
+    pmcf = ngx_pcalloc(cf->pool, sizeof(ngx_social_posts_main_conf_t));
+    if (pmcf == NULL) {
+        return NULL;
+    }
+
+    pmcf->sync_fanout = NGX_CONF_UNSET_UINT;
+    pmcf->feed_size = NGX_CONF_UNSET_UINT;
+
+    return pmcf;
+}
+
+
+static char *
+ngx_social_posts_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_social_posts_main_conf_t  *pmcf = conf;
+
+    ngx_conf_init_uint_value(pmcf->sync_fanout, 1000);
+    ngx_conf_init_uint_value(pmcf->feed_size, 500);
+
+    pmcf->sync_fanout_arg.data = pmcf->sync_fanout_buf;
+    pmcf->sync_fanout_arg.len = ngx_sprintf(pmcf->sync_fanout_buf, "%ui",
+                                            pmcf->sync_fanout)
+                                - pmcf->sync_fanout_buf;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_social_posts_postconfiguration(ngx_conf_t *cf)
+{
+    if (ngx_social_posts_view_init(cf) != NGX_OK
+        || ngx_social_posts_create_init(cf) != NGX_OK
+        || ngx_social_posts_react_init(cf) != NGX_OK
+        || ngx_social_posts_read_init(cf) != NGX_OK
+        || ngx_social_posts_feed_init(cf) != NGX_OK
+        || ngx_social_posts_notify_init(cf) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_social_routes_add(cf, ngx_social_posts_routes,
+                                 sizeof(ngx_social_posts_routes)
+                                 / sizeof(ngx_social_route_t));
+}
+
+
+/* the {id} of a path: NGX_DECLINED when it is no id (then 404) */
+
+ngx_int_t
+ngx_social_posts_id_param(ngx_str_t *param, int64_t *id)
+{
+    *id = ngx_social_parse_id(param);
+
+    return (*id == NGX_ERROR) ? NGX_DECLINED : NGX_OK;
+}
+
+
+/* an id as a statement parameter, from r->pool */
+
+ngx_int_t
+ngx_social_posts_id_str(ngx_http_request_t *r, int64_t id, ngx_str_t *s)
+{
+    s->data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (s->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    s->len = ngx_sprintf(s->data, "%L", id) - s->data;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_social_posts_not_found(ngx_http_request_t *r)
+{
+    return ngx_social_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
+                                 "no such post", NULL);
+}
+
+
+/*
+ * The answer to a write, sent once the cache updates that must precede
+ * it are done (read-after-write: a read that starts after the answer sees
+ * the write).  Each update is sent with ngx_social_posts_answer_synced()
+ * as its handler and counted with ngx_social_posts_answer_hold().
+ */
+
+ngx_social_posts_answer_t *
+ngx_social_posts_answer_create(ngx_http_request_t *r, ngx_uint_t status)
+{
+    ngx_social_posts_answer_t  *a;
+
+    a = ngx_pcalloc(r->pool, sizeof(ngx_social_posts_answer_t));
+    if (a == NULL) {
+        return NULL;
+    }
+
+    a->request = r;
+    a->status = status;
+
+    return a;
+}
+
+
+/* an update was sent (rc of the send): the answer waits for it */
+
+void
+ngx_social_posts_answer_hold(ngx_social_posts_answer_t *a, ngx_int_t rc)
+{
+    if (rc == NGX_OK) {
+        a->pending++;
+        a->request->main->count++;
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, a->request->connection->log, 0,
+                  "social: a cached copy was not updated (Redis); it "
+                  "expires by itself");
+}
+
+
+void
+ngx_social_posts_answer_synced(redisReply *reply, void *data)
+{
+    ngx_social_posts_answer_t  *a = data;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_WARN, a->request->connection->log, 0,
+                      "social: a cached copy was not updated: %s",
+                      reply ? reply->str : "Redis did not answer");
+    }
+
+    a->pending--;
+
+    ngx_http_finalize_request(a->request,
+                              a->pending ? NGX_DONE
+                                         : ngx_social_posts_answer_send(a));
+}
+
+
+/* what a route handler returns: the answer, or NGX_DONE while held */
+
+ngx_int_t
+ngx_social_posts_answer_send(ngx_social_posts_answer_t *a)
+{
+    if (a->pending) {
+        return NGX_DONE;
+    }
+
+    if (a->then) {
+        return a->then(a->request, a->data);
+    }
+
+    if (a->status == NGX_HTTP_NO_CONTENT) {
+        return ngx_social_send_no_content(a->request);
+    }
+
+    return ngx_social_send_json_text(a->request, a->status, &a->body);
+}
+
+
+/*
+ * After a write of post by author: the followers (column col, a list,
+ * NULL past the synchronous limit or without followers) and their number
+ * (col + 1), copied from row.
+ */
+
+ngx_int_t
+ngx_social_posts_after(ngx_http_request_t *r, PGresult *res, int row,
+    int col, ngx_social_posts_after_t *after)
+{
+    ngx_str_t  n;
+
+    if (ngx_social_posts_copy(r->pool, res, row, col, 1, &after->followers)
+        == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    if (ngx_social_posts_copy(r->pool, res, row, col + 1, 1, &n)
+        == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    after->nfollowers = n.data ? (ngx_uint_t) ngx_atoi(n.data, n.len) : 0;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The post goes into (remove: out of) the cached feeds: the author's and,
+ * up to the synchronous limit, the followers' before the answer a; a
+ * larger account's followers after it.  Then the notifications.
+ */
+
+void
+ngx_social_posts_after_run(ngx_http_request_t *r,
+    ngx_social_posts_after_t *after, int64_t post, int64_t author,
+    ngx_uint_t remove, ngx_social_posts_answer_t *a)
+{
+    ngx_uint_t                     later;
+    ngx_social_posts_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_get_module_main_conf(r, ngx_social_posts_module);
+
+    later = (after->nfollowers > pmcf->sync_fanout);
+
+    ngx_social_posts_answer_hold(a,
+        ngx_social_posts_fanout(r, post, author,
+                                later ? NULL : &after->followers, remove,
+                                ngx_social_posts_answer_synced, a));
+
+    if (later) {
+        ngx_social_posts_fanout_later(post, author, remove);
+    }
+
+    if (after->events.len) {
+        ngx_social_posts_notify(r, &after->events);
+    }
+}
+
+
+/* the synchronous fan-out limit as a statement parameter */
+
+ngx_str_t
+ngx_social_posts_sync_fanout(void)
+{
+    ngx_social_posts_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_social_posts_module);
+
+    return pmcf->sync_fanout_arg;
+}
+
+
+/* the cached views of the users of a list "1,2,3" are invalidated */
+
+ngx_int_t
+ngx_social_posts_forget_users(ngx_http_request_t *r, ngx_str_t *list,
+    ngx_social_redis_handler_pt handler, void *data)
+{
+    u_char      *p, *last;
+    ngx_str_t   *users;
+    ngx_uint_t   n;
+
+    n = 1;
+    last = list->data + list->len;
+
+    for (p = list->data; p < last; p++) {
+        n += (*p == ',');
+    }
+
+    users = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
+    if (users == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+    p = list->data;
+
+    while (p < last) {
+        users[n].data = p;
+
+        while (p < last && *p != ',') {
+            p++;
+        }
+
+        users[n].len = p - users[n].data;
+        n++;
+        p++;
+    }
+
+    return ngx_social_cache_forget(r, users, n, NULL, 0, handler, data);
+}

@@ -20,21 +20,9 @@
 #define NGX_SOCIAL_USERS_PHC_LEN     128
 
 
-/* a user's public view, and the own view (with the email), as JSON text */
-#define NGX_SOCIAL_USERS_FIELDS                                              \
-    "'id', id::text, 'username', username, "                                \
-    "'display_name', display_name, 'bio', bio, "                            \
-    "'created_at', to_char(created_at AT TIME ZONE 'UTC', "                 \
-    "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "                                \
-    "'followers_count', followers_count, "                                  \
-    "'following_count', following_count, "                                  \
-    "'posts_count', posts_count"
-
-#define NGX_SOCIAL_USERS_PUBLIC_VIEW                                         \
-    "json_build_object(" NGX_SOCIAL_USERS_FIELDS ")::text"
-
+/* a user's own view (the public view and the email), as JSON text */
 #define NGX_SOCIAL_USERS_OWN_VIEW                                            \
-    "json_build_object(" NGX_SOCIAL_USERS_FIELDS ", 'email', email)::text"
+    NGX_SOCIAL_SQL_OBJECT(NGX_SOCIAL_SQL_USER_FIELDS ", 'email', email")
 
 
 typedef struct {
@@ -88,7 +76,8 @@ ngx_int_t ngx_social_users_profile_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_users_profile(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
 ngx_int_t ngx_social_users_uncache_and_send(ngx_http_request_t *r,
-    ngx_str_t *ids, ngx_uint_t n, ngx_uint_t status, PGresult *res);
+    ngx_str_t *ids, ngx_uint_t n, ngx_uint_t feeds, ngx_uint_t status,
+    PGresult *res);
 
 ngx_int_t ngx_social_users_oauth_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_users_token(ngx_http_request_t *r,

@@ -4,7 +4,9 @@
  *
  * Following and unfollowing are idempotent and keep both users' counters
  * exact under any concurrency: the insert (or delete) and the two counter
- * updates are one statement, and a repeated pair changes nothing.
+ * updates are one statement, and a repeated pair changes nothing.  A new
+ * follow notifies the followee; either change invalidates the follower's
+ * home feed, which is rebuilt with or without the followee's posts.
  */
 
 #include "ngx_social_users.h"
@@ -20,6 +22,8 @@ static ngx_int_t ngx_social_users_target(ngx_str_t *param, ngx_str_t *id,
     ngx_str_t *name);
 static ngx_int_t ngx_social_users_follow_change(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx, ngx_uint_t stmt);
+static void ngx_social_users_notify(ngx_http_request_t *r, PGresult *res,
+    int user, int col);
 static void ngx_social_users_follow_done(ngx_http_request_t *r,
     ngx_social_pg_result_t *result, void *data);
 static ngx_int_t ngx_social_users_follow_list(ngx_http_request_t *r,
@@ -32,17 +36,20 @@ static void ngx_social_users_follow_listed(ngx_http_request_t *r,
     "t AS (SELECT id FROM users WHERE ($2::bigint IS NOT NULL AND id = $2) " \
     "OR ($3::text IS NOT NULL AND lower(username) = lower($3))) "
 
-/* the relationship body, the followee's id, both as of the statement */
-#define NGX_SOCIAL_USERS_RELATION(following)                                 \
-    "SELECT json_build_object('following', " following ", "              \
+/*
+ * the relationship body, the followee's id, both as of the statement, and
+ * the notification.created event of a follow (NULL without one)
+ */
+#define NGX_SOCIAL_USERS_RELATION(following, event)                          \
+    "SELECT " NGX_SOCIAL_SQL_OBJECT("'following', " following ", "         \
     "'followed_by', EXISTS (SELECT 1 FROM follows f, t "                     \
-    "WHERE f.follower_id = t.id AND f.followee_id = $1))::text, "           \
-    "t.id::text FROM t"
+    "WHERE f.follower_id = t.id AND f.followee_id = $1)") ", "              \
+    "t.id::text, " event " FROM t"
 
 /* followers or following of a user, a page, and a NULL row if no user */
 #define NGX_SOCIAL_USERS_LIST(mine, theirs)                                  \
     "WITH " NGX_SOCIAL_USERS_TARGET                                         \
-    "(SELECT f.id::text, (SELECT " NGX_SOCIAL_USERS_PUBLIC_VIEW             \
+    "(SELECT f.id::text, (SELECT " NGX_SOCIAL_SQL_USER_PUBLIC             \
     " FROM users u WHERE u.id = f." theirs ") "                             \
     "FROM follows f JOIN t ON f." mine " = t.id "                           \
     "WHERE ($4::bigint IS NULL OR f.id < $4) "                              \
@@ -69,8 +76,12 @@ static ngx_social_pg_stmt_t  ngx_social_users_follow_stmts[] = {
                  "a AS (UPDATE users SET following_count = following_count "
                  "+ 1 WHERE id = $1 AND EXISTS (SELECT 1 FROM ins)), "
                  "b AS (UPDATE users SET followers_count = followers_count "
-                 "+ 1 WHERE id = (SELECT followee_id FROM ins)) "
-                 NGX_SOCIAL_USERS_RELATION("true")),
+                 "+ 1 WHERE id = (SELECT followee_id FROM ins)), "
+                 "n AS (INSERT INTO notifications (user_id, type, actor_id) "
+                 "SELECT followee_id, 'follow', $1 FROM ins RETURNING *) "
+                 NGX_SOCIAL_USERS_RELATION("true",
+                     "(SELECT " NGX_SOCIAL_SQL_NOTIFICATION_EVENT("n", "a")
+                     " FROM n JOIN users a ON a.id = n.actor_id)")),
       0, 0 },
 
     { ngx_string("users_unfollow"),
@@ -82,7 +93,7 @@ static ngx_social_pg_stmt_t  ngx_social_users_follow_stmts[] = {
                  "- 1 WHERE id = $1 AND EXISTS (SELECT 1 FROM del)), "
                  "b AS (UPDATE users SET followers_count = followers_count "
                  "- 1 WHERE id = (SELECT followee_id FROM del)) "
-                 NGX_SOCIAL_USERS_RELATION("false")),
+                 NGX_SOCIAL_USERS_RELATION("false", "NULL")),
       0, 0 },
 
     { ngx_string("users_followers"),
@@ -189,6 +200,25 @@ ngx_social_users_follow_change(ngx_http_request_t *r, ngx_social_ctx_t *ctx,
 }
 
 
+/* publishes the event in column col of res to the user in column user */
+
+static void
+ngx_social_users_notify(ngx_http_request_t *r, PGresult *res, int user,
+    int col)
+{
+    int64_t    to;
+    ngx_str_t  event;
+
+    to = ngx_atoof((u_char *) PQgetvalue(res, 0, user),
+                   PQgetlength(res, 0, user));
+
+    event.data = (u_char *) PQgetvalue(res, 0, col);
+    event.len = PQgetlength(res, 0, col);
+
+    (void) ngx_social_events_publish(r, &to, 1, &event, 0);
+}
+
+
 static void
 ngx_social_users_follow_done(ngx_http_request_t *r,
     ngx_social_pg_result_t *result, void *data)
@@ -219,6 +249,10 @@ ngx_social_users_follow_done(ngx_http_request_t *r,
         return;
     }
 
+    if (!PQgetisnull(result->res, 0, 2)) {
+        ngx_social_users_notify(r, result->res, 1, 2);
+    }
+
     /* both users' counters may have changed: their cached views go */
 
     fc->ids[1].len = PQgetlength(result->res, 0, 1);
@@ -233,7 +267,7 @@ ngx_social_users_follow_done(ngx_http_request_t *r,
                fc->ids[1].len);
 
     ngx_http_finalize_request(r,
-        ngx_social_users_uncache_and_send(r, fc->ids, 2, NGX_HTTP_OK,
+        ngx_social_users_uncache_and_send(r, fc->ids, 2, 1, NGX_HTTP_OK,
                                           result->res));
 }
 

@@ -313,7 +313,7 @@ ngx_social_users_patch_done(ngx_http_request_t *r,
     }
 
     ngx_http_finalize_request(r,
-        ngx_social_users_uncache_and_send(r, &pc->id, 1, NGX_HTTP_OK,
+        ngx_social_users_uncache_and_send(r, &pc->id, 1, 0, NGX_HTTP_OK,
                                           result->res));
 }
 

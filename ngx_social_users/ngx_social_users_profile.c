@@ -35,12 +35,12 @@ static u_char *ngx_social_users_cache_key(ngx_pool_t *pool, ngx_str_t *id,
 static ngx_social_pg_stmt_t  ngx_social_users_profile_stmts[] = {
 
     { ngx_string("users_profile_by_id"),
-      ngx_string("SELECT id::text, " NGX_SOCIAL_USERS_PUBLIC_VIEW
+      ngx_string("SELECT id::text, " NGX_SOCIAL_SQL_USER_PUBLIC
                  " FROM users WHERE id = $1"),
       1, 0 },
 
     { ngx_string("users_profile_by_name"),
-      ngx_string("SELECT id::text, " NGX_SOCIAL_USERS_PUBLIC_VIEW
+      ngx_string("SELECT id::text, " NGX_SOCIAL_SQL_USER_PUBLIC
                  " FROM users WHERE lower(username) = lower($1)"),
       1, 0 }
 };
@@ -226,27 +226,20 @@ ngx_social_users_profile_stored(redisReply *reply, void *data)
 
 
 /*
- * A write changed these users' public views: the cached ones are deleted,
- * then the write is answered with column 0 of res (copied now: res ends
- * with the caller's callback).
+ * A write changed these users' public views (and, with feeds, the home
+ * feeds of the first ones): the cached copies are invalidated, then the
+ * write is answered with column 0 of res (copied now: res ends with the
+ * caller's callback).
  */
 
 ngx_int_t
 ngx_social_users_uncache_and_send(ngx_http_request_t *r, ngx_str_t *ids,
-    ngx_uint_t n, ngx_uint_t status, PGresult *res)
+    ngx_uint_t n, ngx_uint_t feeds, ngx_uint_t status, PGresult *res)
 {
-    size_t                           len;
-    ngx_uint_t                       i;
-    ngx_social_redis_argv_t          cmd;
     ngx_social_users_profile_ctx_t  *pc;
-    const char                     **argv;
-    size_t                          *argvlen;
 
     pc = ngx_pcalloc(r->pool, sizeof(ngx_social_users_profile_ctx_t));
-    argv = ngx_palloc(r->pool, (n + 1) * sizeof(char *));
-    argvlen = ngx_palloc(r->pool, (n + 1) * sizeof(size_t));
-
-    if (pc == NULL || argv == NULL || argvlen == NULL) {
+    if (pc == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -260,28 +253,12 @@ ngx_social_users_uncache_and_send(ngx_http_request_t *r, ngx_str_t *ids,
 
     ngx_memcpy(pc->json.data, PQgetvalue(res, 0, 0), pc->json.len);
 
-    argv[0] = "DEL";
-    argvlen[0] = 3;
-
-    for (i = 0; i < n; i++) {
-        argv[i + 1] = (const char *) ngx_social_users_cache_key(r->pool,
-                                                                &ids[i], &len);
-        argvlen[i + 1] = len;
-
-        if (argv[i + 1] == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
-
-    cmd.argc = n + 1;
-    cmd.argv = argv;
-    cmd.argvlen = argvlen;
-
     ngx_http_set_ctx(r, pc, ngx_social_users_module);
 
     r->main->count++;
 
-    if (ngx_social_redis_command(r, &cmd, ngx_social_users_uncached, r)
+    if (ngx_social_cache_forget(r, ids, n, ids, feeds,
+                                ngx_social_users_uncached, r)
         != NGX_OK)
     {
         r->main->count--;
@@ -303,8 +280,8 @@ ngx_social_users_uncached(redisReply *reply, void *data)
 
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "social: a cached profile could not be deleted; "
-                      "it expires within " NGX_SOCIAL_USERS_CACHE_TTL " s");
+                      "social: cached views could not be invalidated; "
+                      "they expire within " NGX_SOCIAL_USERS_CACHE_TTL " s");
     }
 
     ngx_http_finalize_request(r, ngx_social_send_json_text(r, pc->status,

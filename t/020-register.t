@@ -20,7 +20,7 @@ POST /v1/users
 --- response_headers
 Content-Type: application/json; charset=utf-8
 --- response_body_like chomp
-^\{"id" : "\d+", "username" : "reg_alice", "display_name" : "Alice \xc3\xa9\xf0\x9f\x98\x80", "bio" : "", "created_at" : "\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", "followers_count" : 0, "following_count" : 0, "posts_count" : 0, "email" : "reg_alice\@example\.com"\}$
+^\{"id":"\d+","username":"reg_alice","display_name":"Alice \xc3\xa9\xf0\x9f\x98\x80","bio":"","created_at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z","followers_count":0,"following_count":0,"posts_count":0,"email":"reg_alice\@example\.com"\}$
 
 
 
@@ -50,7 +50,7 @@ POST /v1/users
 {"username": "reg_bob", "email": "reg_bob@example.com", "password": "12345678"}
 --- error_code: 201
 --- response_body_like chomp
-"username" : "reg_bob", "display_name" : "reg_bob"
+"username":"reg_bob","display_name":"reg_bob"
 
 
 
@@ -119,8 +119,8 @@ qr/"username":"may contain only letters, digits and underscores"/,
 [
 qr/"password":"is too short"/,
 qr/"password":"is too long"/,
-qr/"username" : "pw_bytes"/,
-qr/"username" : "pw_max"/,
+qr/"username":"pw_bytes"/,
+qr/"username":"pw_max"/,
 ]
 
 

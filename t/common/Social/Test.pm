@@ -20,7 +20,7 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(start_nginx stop_nginx reload_nginx api api_raw parallel
                  wait_until psql redis_cli error_log_since error_log_mark
-                 nginx_port nginx_pid pg_server);
+                 nginx_port nginx_pid pg_server new_user);
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 
@@ -200,6 +200,24 @@ sub api_raw {
     }
     my $http = HTTP::Tiny->new(timeout => 15, keep_alive => 0);
     return $http->request($method, "http://127.0.0.1:$port$path", \%args);
+}
+
+# new_user('name') registers a user with a unique name and signs it in:
+# { id, name, token, auth => { Authorization => 'Bearer ...' } }
+my $users = 0;
+
+sub new_user {
+    my ($prefix) = @_;
+    my $name = sprintf '%s_%d_%d', $prefix, $$ % 100000, ++$users;
+    $name = substr $name, 0, 30;
+    my ($st, $j) = api('POST', '/v1/users', { username => $name,
+        email => "$name\@example.com", password => 'correct horse' });
+    die "register $name: $st\n" unless $st == 201;
+    my ($st2, $t) = api('POST', '/oauth/token', { grant_type => 'password',
+        username => $name, password => 'correct horse' });
+    die "sign in $name: $st2\n" unless $st2 == 200;
+    return { id => $j->{id}, name => $name, token => $t->{access_token},
+             auth => { Authorization => "Bearer $t->{access_token}" } };
 }
 
 # parallel(N, sub { my $i = shift; ...; return SCALAR_OR_REF })
