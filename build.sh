@@ -421,7 +421,7 @@ cmd_test() {
         export PERL5LIB=$ROOT/t/lib${PERL5LIB:+:$PERL5LIB}
     fi
 
-    (cd "$ROOT" && prove "${files[@]}") || rc=$?
+    (cd "$ROOT" && prove ${PROVE_FLAGS:-} "${files[@]}") || rc=$?
 
     if [ $memcheck -eq 1 ]; then
         if grep -l . "$TEST_TMP"/valgrind/*.log >/dev/null 2>&1; then

@@ -1,0 +1,139 @@
+# The home feed: own and followed users' posts and shares, newest first,
+# through follow, post, share, delete and unfollow, each step read both
+# from the cached feed and after Redis was flushed; pagination without
+# gaps or duplicates while posts arrive; a feed deeper than its cache;
+# large accounts fanned out after the answer.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/common";
+
+use Test::More;
+use Social::Test;
+
+start_nginx(workers => 2, replace => {
+    'social_posts_sync_fanout 1000;' => 'social_posts_sync_fanout 3;',
+    'social_feed_size 500;' => 'social_feed_size 25;',
+});
+
+sub post {
+    my ($u, $text) = @_;
+    my ($st, $p) = api('POST', '/v1/posts', { text => $text }, $u->{auth});
+    die "post: $st" unless $st == 201;
+    return $p->{id};
+}
+
+sub feed {
+    my ($u, $q) = @_;
+    my ($st, $j, $h) = api('GET', '/v1/feed' . ($q ? "?$q" : ''), undef,
+                           $u->{auth});
+    die "feed: $st" unless $st == 200;
+    return wantarray ? ($j, $h) : [map { $_->{id} } @{ $j->{items} }];
+}
+
+sub ids { return scalar feed(@_) }
+
+# each step is checked on the cached feed, then rebuilt from PostgreSQL
+sub feed_is {
+    my ($u, $want, $what) = @_;
+    is_deeply(ids($u), $want, "$what (cached)");
+    redis_cli('FLUSHALL');
+    is_deeply(ids($u), $want, "$what (rebuilt)");
+    is_deeply(ids($u), $want, "$what (cached again)");
+}
+
+my $reader = new_user('fr');
+my $writer = new_user('fw');
+my $other = new_user('fo');
+
+subtest 'follow, post, share, delete, unfollow' => sub {
+    my $own = post($reader, 'my own');
+    my $w1 = post($writer, 'before the follow');
+    post($other, 'never followed');
+    feed_is($reader, [$own], 'own posts only');
+
+    api('POST', "/v1/users/$writer->{id}/follow", undef, $reader->{auth});
+    feed_is($reader, [$w1, $own], 'a follow brings the recent posts in');
+
+    my $w2 = post($writer, 'after the follow');
+    feed_is($reader, [$w2, $w1, $own], 'a new post is in at once');
+
+    my (undef, $s) = api('POST', "/v1/posts/$own/share", undef,
+                         $writer->{auth});
+    my ($j) = feed($reader);
+    is($j->{items}[0]{id}, $s->{id}, 'a share is in');
+    is($j->{items}[0]{share_of}{id}, $own, 'with share_of');
+    feed_is($reader, [$s->{id}, $w2, $w1, $own], 'a share (as a post)');
+
+    api('DELETE', "/v1/posts/$w1", undef, $writer->{auth});
+    feed_is($reader, [$s->{id}, $w2, $own], 'a deleted post is out');
+
+    api('DELETE', "/v1/posts/$own/share", undef, $writer->{auth});
+    feed_is($reader, [$w2, $own], 'an unshared share is out');
+
+    api('DELETE', "/v1/users/$writer->{id}/follow", undef, $reader->{auth});
+    feed_is($reader, [$own], 'an unfollow takes the posts out');
+
+    ($j) = feed($reader);
+    is($j->{next_cursor}, undef, 'one page: no next_cursor');
+};
+
+subtest 'pagination: no gap, no duplicate while posts arrive' => sub {
+    my $u = new_user('fp');
+    my $w = new_user('fq');
+    api('POST', "/v1/users/$w->{id}/follow", undef, $u->{auth});
+    my @all = map { post($w, "p$_") } 1 .. 12;
+    my (@seen, $cursor, $pages);
+    while (1) {
+        my ($j, $h) = feed($u, 'limit=5' . ($cursor ? "&max_id=$cursor" : ''));
+        push @seen, map { $_->{id} } @{ $j->{items} };
+        post($w, 'meanwhile') if ++$pages == 1;
+        last unless $j->{next_cursor};
+        like($h->{link}, qr/max_id=$j->{next_cursor}>; rel="next"/,
+             'a Link header mirrors next_cursor');
+        $cursor = $j->{next_cursor};
+    }
+    is_deeply(\@seen, [reverse @all], 'every post once, newest first');
+    my $newer = ids($u, "since_id=$all[-1]");
+    is(scalar @$newer, 1, 'since_id: what arrived meanwhile');
+    my ($st, $j) = api('GET', '/v1/feed?limit=abc', undef, $u->{auth});
+    is($st, 422, 'a bad limit: 422');
+    ($st) = api('GET', '/v1/feed');
+    is($st, 401, 'anonymous: 401');
+};
+
+subtest 'a feed deeper than its cache pages on from PostgreSQL' => sub {
+    my $u = new_user('fd');
+    my @all = map { post($u, "deep $_") } 1 .. 40;
+    for my $flush (0, 1) {
+        redis_cli('FLUSHALL') if $flush;
+        my (@seen, $cursor);
+        while (1) {
+            my ($j) = feed($u, 'limit=7' . ($cursor ? "&max_id=$cursor" : ''));
+            push @seen, map { $_->{id} } @{ $j->{items} };
+            last unless $j->{next_cursor};
+            $cursor = $j->{next_cursor};
+        }
+        is_deeply(\@seen, [reverse @all],
+                  'all 40 through a cache of 25' . ($flush ? ', rebuilt' : ''));
+    }
+    is_deeply(ids($u, "since_id=$all[5]&limit=100"), [reverse @all[6 .. 39]],
+              'since_id past the cache');
+};
+
+subtest 'a large account fans out after the answer' => sub {
+    my $star = new_user('fs');
+    my @fans = map { new_user("ff$_") } 1 .. 5;
+    api('POST', "/v1/users/$star->{id}/follow", undef, $_->{auth})
+        for @fans;
+    ids($_) for @fans;    # cached feeds to fan out into
+    my $p = post($star, 'to many');
+    is_deeply(ids($star), [$p], 'the author sees it at once');
+    ok(wait_until(sub { !grep { !@{ ids($_) } } @fans }, 5),
+       'five followers of a limit of three get it');
+    is_deeply([map { ids($_)->[0] } @fans], [($p) x 5], 'that post');
+};
+
+stop_nginx();
+done_testing();
