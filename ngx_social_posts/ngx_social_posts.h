@@ -274,6 +274,8 @@ void ngx_social_posts_after_run(ngx_http_request_t *r,
 ngx_str_t ngx_social_posts_sync_fanout(void);
 ngx_int_t ngx_social_posts_forget_users(ngx_http_request_t *r,
     ngx_str_t *list, ngx_social_redis_handler_pt handler, void *data);
+ngx_str_t *ngx_social_posts_split(ngx_pool_t *pool, ngx_str_t *list,
+    ngx_uint_t skip, ngx_uint_t *n);
 
 
 #endif /* _NGX_SOCIAL_POSTS_H_INCLUDED_ */

@@ -198,11 +198,11 @@ static ngx_social_pg_stmt_t  ngx_social_posts_feed_stmts[] = {
                  "ORDER BY p.id DESC LIMIT $2"),
       1, 0 },
 
-    /* $1 the author, $2 after this follower id, $3 how many */
+    /* $1 the author, $2 after this follow, $3 how many: followers */
     { ngx_string("posts_followers"),
-      ngx_string("SELECT follower_id::text FROM follows "
-                 "WHERE followee_id = $1 AND follower_id > $2 "
-                 "ORDER BY follower_id LIMIT $3"),
+      ngx_string("SELECT follower_id::text, id::text FROM follows "
+                 "WHERE followee_id = $1 AND id > $2 "
+                 "ORDER BY id LIMIT $3"),
       1, 0 }
 };
 
@@ -618,25 +618,16 @@ ngx_social_posts_fanout(ngx_http_request_t *r, int64_t post, int64_t author,
     ngx_str_t *followers, ngx_uint_t remove,
     ngx_social_redis_handler_pt handler, void *data)
 {
-    u_char      *p, *last, *start, member[NGX_SOCIAL_POSTS_ID_WIDTH];
+    u_char       member[NGX_SOCIAL_POSTS_ID_WIDTH];
     ngx_str_t    m, a, *users;
     ngx_uint_t   n;
 
     m.data = member;
     m.len = ngx_social_posts_member(member, post) - member;
 
-    n = 1;
+    /* the author first, then the followers */
+    users = ngx_social_posts_split(r->pool, followers, 1, &n);
 
-    if (followers != NULL) {
-        for (p = followers->data; p < followers->data + followers->len; p++)
-        {
-            n += (*p == ',');
-        }
-
-        n += (followers->len > 0);
-    }
-
-    users = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
     if (users == NULL || ngx_social_posts_id_str(r, author, &users[0])
                          != NGX_OK)
     {
@@ -644,25 +635,6 @@ ngx_social_posts_fanout(ngx_http_request_t *r, int64_t post, int64_t author,
     }
 
     a = users[0];
-    n = 1;
-
-    if (followers != NULL && followers->len > 0) {
-        p = followers->data;
-        last = p + followers->len;
-
-        while (p < last) {
-            start = p;
-
-            while (p < last && *p != ',') {
-                p++;
-            }
-
-            users[n].data = start;
-            users[n].len = p - start;
-            n++;
-            p++;
-        }
-    }
 
     return ngx_social_posts_fanout_send(r->connection->log, &m, &a, users, n,
                                         remove, r, handler, data);
@@ -781,8 +753,11 @@ ngx_social_posts_fanout_batch(ngx_http_request_t *r,
         return;
     }
 
-    fo->params[1].len = ngx_cpymem(fo->after, users[n - 1].data,
-                                   ngx_min(users[n - 1].len, NGX_INT64_LEN))
+    fo->params[1].len = ngx_cpymem(fo->after,
+                                   PQgetvalue(result->res, n - 1, 1),
+                                   ngx_min((size_t)
+                                           PQgetlength(result->res, n - 1, 1),
+                                           NGX_INT64_LEN))
                         - fo->after;
 
     ngx_social_posts_fanout_next(fo);

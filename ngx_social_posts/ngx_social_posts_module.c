@@ -356,36 +356,63 @@ ngx_int_t
 ngx_social_posts_forget_users(ngx_http_request_t *r, ngx_str_t *list,
     ngx_social_redis_handler_pt handler, void *data)
 {
-    u_char      *p, *last;
     ngx_str_t   *users;
     ngx_uint_t   n;
 
-    n = 1;
-    last = list->data + list->len;
-
-    for (p = list->data; p < last; p++) {
-        n += (*p == ',');
-    }
-
-    users = ngx_palloc(r->pool, n * sizeof(ngx_str_t));
+    users = ngx_social_posts_split(r->pool, list, 0, &n);
     if (users == NULL) {
         return NGX_ERROR;
     }
 
-    n = 0;
-    p = list->data;
+    return ngx_social_cache_forget(r, users, n, NULL, 0, handler, data);
+}
+
+
+/*
+ * The items of a list "1,2,3" (or of none: list NULL or empty) after
+ * skip empty slots; *n counts both.
+ */
+
+ngx_str_t *
+ngx_social_posts_split(ngx_pool_t *pool, ngx_str_t *list, ngx_uint_t skip,
+    ngx_uint_t *n)
+{
+    u_char      *p, *last;
+    ngx_str_t   *items;
+    ngx_uint_t   i;
+
+    i = skip;
+    p = (list != NULL) ? list->data : NULL;
+    last = (list != NULL) ? list->data + list->len : NULL;
+
+    if (p != last) {
+        i++;
+
+        while (p < last) {
+            i += (*p++ == ',');
+        }
+
+        p = list->data;
+    }
+
+    items = ngx_pcalloc(pool, (i + 1) * sizeof(ngx_str_t));
+    if (items == NULL) {
+        return NULL;
+    }
+
+    *n = skip;
 
     while (p < last) {
-        users[n].data = p;
+        items[*n].data = p;
 
         while (p < last && *p != ',') {
             p++;
         }
 
-        users[n].len = p - users[n].data;
-        n++;
+        items[*n].len = p - items[*n].data;
+        (*n)++;
         p++;
     }
 
-    return ngx_social_cache_forget(r, users, n, NULL, 0, handler, data);
+    return items;
 }
