@@ -4,7 +4,8 @@
  *   social:user:<id>      a user's public view (users module)
  *   social:author:<id>    the user as a post's author (posts module)
  *   social:ugen:<id>      bumped by every change of the user's views
- *   social:feed:<id>      the user's home feed (posts module)
+ *   social:feed:<E>:<id>  the user's home feed (posts module; <E> is
+ *                         the epoch of the posts module's caches)
  *   social:feedgen:<id>   bumped when the feed is invalidated
  *
  * A reader that missed reads the generation before it asks PostgreSQL and
@@ -21,6 +22,7 @@
 static ngx_social_redis_script_t  ngx_social_cache_forget_script = {
     ngx_string(
         "local n = tonumber(ARGV[1]) "
+        "local e = redis.call('GET', 'social:epoch') or '0' "
         "for i = 2, #ARGV do "
         "  local id, g = ARGV[i] "
         "  if i <= n + 1 then "
@@ -28,7 +30,7 @@ static ngx_social_redis_script_t  ngx_social_cache_forget_script = {
         "               'social:author:' .. id) "
         "    g = 'social:ugen:' .. id "
         "  else "
-        "    redis.call('DEL', 'social:feed:' .. id) "
+        "    redis.call('DEL', 'social:feed:' .. e .. ':' .. id) "
         "    g = 'social:feedgen:' .. id "
         "  end "
         "  redis.call('INCR', g) "

@@ -489,6 +489,18 @@ ngx_social_redis_unsubscribe(ngx_social_redis_listener_t *l)
 
 
 ngx_uint_t
+ngx_social_redis_configured(void)
+{
+    ngx_social_redis_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_social_redis_module);
+
+    return rmcf != NULL && rmcf->address.len > 0;
+}
+
+
+ngx_uint_t
 ngx_social_redis_connected(void)
 {
     ngx_social_redis_conn_t  *conn;

@@ -108,6 +108,8 @@ void ngx_social_redis_unsubscribe(ngx_social_redis_listener_t *l);
 
 /* the worker's command connection is ready (readiness probes) */
 ngx_uint_t ngx_social_redis_connected(void);
+/* social_redis_address is set */
+ngx_uint_t ngx_social_redis_configured(void);
 void ngx_social_redis_get_stats(ngx_social_redis_stats_t *stats);
 
 

@@ -13,6 +13,28 @@
 #define NGX_SOCIAL_POSTS_MAX_MENTIONS  10
 #define NGX_SOCIAL_POSTS_ID_WIDTH      19      /* digits, zero-padded */
 
+/* feed markers: the cache holds the whole feed, or was cut off */
+#define NGX_SOCIAL_POSTS_FEED_WHOLE    "0000000000000000000"
+#define NGX_SOCIAL_POSTS_FEED_CUT      "0000000000000000001"
+
+#define NGX_SOCIAL_POSTS_STR_(n)       #n
+#define NGX_SOCIAL_POSTS_STR(n)        NGX_SOCIAL_POSTS_STR_(n)
+
+/*
+ * Lua: the keys of cached posts and feeds carry the cache epoch
+ * ("social:epoch"), which moves when cache updates were lost: then every
+ * cached post and feed is gone at once (see ngx_social_posts_module.c).
+ */
+#define NGX_SOCIAL_POSTS_LUA_EPOCH                                           \
+    "local EP = redis.call('GET', 'social:epoch') or '0' "                   \
+    "local E = EP .. ':' "
+
+/* Lua: a fill stops unless the epoch it read under (ARGV[n]) is current */
+#define NGX_SOCIAL_POSTS_LUA_SAME_EPOCH(n)                                   \
+    NGX_SOCIAL_POSTS_LUA_EPOCH "if EP ~= " n " then return 0 end "
+#define NGX_SOCIAL_POSTS_LUA_POST_KEY(id)  "'social:post:' .. E .. " id
+#define NGX_SOCIAL_POSTS_LUA_FEED_KEY(id)  "'social:feed:' .. E .. " id
+
 /* a cached post, and a cached author, how long (s) */
 #define NGX_SOCIAL_POSTS_TTL           "600"
 #define NGX_SOCIAL_POSTS_AUTHOR_TTL    "60"
@@ -130,6 +152,7 @@ struct ngx_social_posts_view_s {
     u_char                     *missed;    /* per item */
     ngx_uint_t                  misses;
     ngx_array_t                 tokens;    /* ngx_str_t: kind, id, gen */
+    ngx_str_t                   epoch;     /* the tokens were read under */
 };
 
 
@@ -140,6 +163,7 @@ struct ngx_social_posts_view_s {
  * id, generation, ...}: what was missed.  ARGV[1] is the viewer or "".
  */
 #define NGX_SOCIAL_POSTS_LUA_VIEW                                            \
+    NGX_SOCIAL_POSTS_LUA_EPOCH                                               \
     "local viewer = ARGV[1] "                                                \
     "local vf = viewer ~= '' and ('v:' .. viewer) or 'd' "                   \
     "local authors = {} "                                                    \
@@ -149,8 +173,8 @@ struct ngx_social_posts_view_s {
     "  m[#m + 1] = redis.call('GET', g .. id) or '0' "                       \
     "end "                                                                   \
     "local function post(id, m) "                                            \
-    "  local h = redis.call('HMGET', 'social:post:' .. id, 'd', 't', 'a', "  \
-    "                       'lc', 'sc', 'rc', vf, 's') "                     \
+    "  local h = redis.call('HMGET', " NGX_SOCIAL_POSTS_LUA_POST_KEY("id")    \
+    ", 'd', 't', 'a', 'lc', 'sc', 'rc', vf, 's') "                           \
     "  if h[1] then return 0 end "                                           \
     "  if not h[2] then "                                                    \
     "    miss(m, 'p', id, 'social:postgen:') "                               \
@@ -199,6 +223,8 @@ ngx_social_posts_view_t *ngx_social_posts_view_create(ngx_http_request_t *r,
 ngx_int_t ngx_social_posts_view(ngx_social_posts_view_t *v);
 ngx_int_t ngx_social_posts_view_item(ngx_social_posts_view_t *v,
     ngx_uint_t i, redisReply *item);
+ngx_int_t ngx_social_posts_view_epoch(ngx_social_posts_view_t *v,
+    redisReply *epoch);
 ngx_int_t ngx_social_posts_view_load(ngx_social_posts_view_t *v);
 ngx_int_t ngx_social_posts_view_result(ngx_social_posts_view_t *v,
     PGresult *res);
@@ -247,6 +273,10 @@ ngx_int_t ngx_social_posts_fanout(ngx_http_request_t *r, int64_t post,
 void ngx_social_posts_fanout_later(int64_t post, int64_t author,
     ngx_uint_t remove);
 
+/* fan-out (ngx_social_posts_fanout.c) */
+ngx_int_t ngx_social_posts_fanout_init(ngx_conf_t *cf);
+void ngx_social_posts_fanout_exit(void);
+
 /* notifications (ngx_social_posts_notify.c) */
 ngx_int_t ngx_social_posts_notify_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_posts_notifications(ngx_http_request_t *r,
@@ -272,6 +302,9 @@ void ngx_social_posts_after_run(ngx_http_request_t *r,
     ngx_social_posts_after_t *after, int64_t post, int64_t author,
     ngx_uint_t remove, ngx_social_posts_answer_t *a);
 ngx_str_t ngx_social_posts_sync_fanout(void);
+void ngx_social_posts_cache_lost(void);
+ngx_uint_t ngx_social_posts_feed_size(void);
+u_char *ngx_social_posts_member(u_char *p, int64_t id);
 ngx_int_t ngx_social_posts_forget_users(ngx_http_request_t *r,
     ngx_str_t *list, ngx_social_redis_handler_pt handler, void *data);
 ngx_str_t *ngx_social_posts_split(ngx_pool_t *pool, ngx_str_t *list,

@@ -10,6 +10,23 @@
 static void *ngx_social_posts_create_main_conf(ngx_conf_t *cf);
 static char *ngx_social_posts_init_main_conf(ngx_conf_t *cf, void *conf);
 static ngx_int_t ngx_social_posts_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_social_posts_init_process(ngx_cycle_t *cycle);
+static void ngx_social_posts_exit_process(ngx_cycle_t *cycle);
+static void ngx_social_posts_epoch_move(void);
+static void ngx_social_posts_epoch_moved(redisReply *reply, void *data);
+static void ngx_social_posts_epoch_retry(ngx_event_t *ev);
+
+
+/* every cached post and feed at once: the next epoch names other keys */
+static ngx_social_redis_script_t  ngx_social_posts_epoch_script = {
+    ngx_string("return redis.call('INCR', 'social:epoch')"),
+    { 0 }
+};
+
+static ngx_uint_t        ngx_social_posts_losses;   /* cache updates lost */
+static ngx_uint_t        ngx_social_posts_moving;   /* losses being fixed */
+static ngx_event_t       ngx_social_posts_epoch_timer;
+static ngx_connection_t  ngx_social_posts_epoch_dummy;
 
 
 ngx_str_t  ngx_social_posts_none = ngx_null_string;
@@ -95,10 +112,10 @@ ngx_module_t  ngx_social_posts_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_social_posts_init_process,         /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_social_posts_exit_process,         /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -141,7 +158,10 @@ ngx_social_posts_init_main_conf(ngx_conf_t *cf, void *conf)
 static ngx_int_t
 ngx_social_posts_postconfiguration(ngx_conf_t *cf)
 {
-    if (ngx_social_posts_view_init(cf) != NGX_OK
+    if (ngx_social_redis_script_register(cf, &ngx_social_posts_epoch_script)
+           != NGX_OK
+        || ngx_social_posts_view_init(cf) != NGX_OK
+        || ngx_social_posts_fanout_init(cf) != NGX_OK
         || ngx_social_posts_create_init(cf) != NGX_OK
         || ngx_social_posts_react_init(cf) != NGX_OK
         || ngx_social_posts_read_init(cf) != NGX_OK
@@ -154,6 +174,97 @@ ngx_social_posts_postconfiguration(ngx_conf_t *cf)
     return ngx_social_routes_add(cf, ngx_social_posts_routes,
                                  sizeof(ngx_social_posts_routes)
                                  / sizeof(ngx_social_route_t));
+}
+
+
+static ngx_int_t
+ngx_social_posts_init_process(ngx_cycle_t *cycle)
+{
+    ngx_social_posts_epoch_dummy.fd = (ngx_socket_t) -1;
+    ngx_social_posts_epoch_timer.handler = ngx_social_posts_epoch_retry;
+    ngx_social_posts_epoch_timer.data = &ngx_social_posts_epoch_dummy;
+    ngx_social_posts_epoch_timer.log = cycle->log;
+    ngx_social_posts_epoch_timer.cancelable = 1;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_social_posts_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_social_posts_fanout_exit();
+}
+
+
+/*
+ * A cache update could not be applied (Redis did not answer, or a
+ * fan-out fell behind): cached posts and feeds may lack an acknowledged
+ * write.  As soon as Redis answers, the cache epoch moves and every
+ * cached post and feed is read afresh from PostgreSQL.
+ */
+
+void
+ngx_social_posts_cache_lost(void)
+{
+    if (!ngx_social_redis_configured()) {
+        return;
+    }
+
+    if (ngx_social_posts_losses++ == ngx_social_posts_moving) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "social: cache updates were lost; every cached post "
+                      "and feed will be dropped once Redis answers");
+    }
+
+    if (!ngx_social_posts_epoch_timer.timer_set) {
+        ngx_social_posts_epoch_move();
+    }
+}
+
+
+static void
+ngx_social_posts_epoch_move(void)
+{
+    ngx_social_posts_moving = ngx_social_posts_losses;
+
+    if (ngx_social_redis_eval(NULL, &ngx_social_posts_epoch_script, 0, NULL,
+                              ngx_social_posts_epoch_moved, NULL)
+        != NGX_OK)
+    {
+        ngx_add_timer(&ngx_social_posts_epoch_timer, 1000);
+    }
+}
+
+
+static void
+ngx_social_posts_epoch_moved(redisReply *reply, void *data)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_INTEGER) {
+        if (!ngx_social_posts_epoch_timer.timer_set && !ngx_exiting) {
+            ngx_add_timer(&ngx_social_posts_epoch_timer, 1000);
+        }
+
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "social: cache epoch %L: cached posts and feeds dropped",
+                  (int64_t) reply->integer);
+
+    if (ngx_social_posts_losses != ngx_social_posts_moving) {
+        /* lost while the move was on its way: once more */
+        ngx_social_posts_epoch_move();
+    }
+}
+
+
+static void
+ngx_social_posts_epoch_retry(ngx_event_t *ev)
+{
+    if (!ngx_exiting) {
+        ngx_social_posts_epoch_move();
+    }
 }
 
 
@@ -227,9 +338,7 @@ ngx_social_posts_answer_hold(ngx_social_posts_answer_t *a, ngx_int_t rc)
         return;
     }
 
-    ngx_log_error(NGX_LOG_WARN, a->request->connection->log, 0,
-                  "social: a cached copy was not updated (Redis); it "
-                  "expires by itself");
+    ngx_social_posts_cache_lost();
 }
 
 
@@ -242,6 +351,7 @@ ngx_social_posts_answer_synced(redisReply *reply, void *data)
         ngx_log_error(NGX_LOG_WARN, a->request->connection->log, 0,
                       "social: a cached copy was not updated: %s",
                       reply ? reply->str : "Redis did not answer");
+        ngx_social_posts_cache_lost();
     }
 
     a->pending--;

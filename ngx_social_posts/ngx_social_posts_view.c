@@ -52,29 +52,30 @@ static ngx_int_t ngx_social_posts_eval(ngx_http_request_t *r,
     ngx_social_redis_handler_pt handler, void *data);
 
 
-/* ARGV[1]: the viewer or ""; then the ids */
+/* ARGV[1]: the viewer or ""; then the ids.  {epoch, item, ...} */
 static ngx_social_redis_script_t  ngx_social_posts_fetch = {
     ngx_string(NGX_SOCIAL_POSTS_LUA_VIEW
-        "local out = {} "
-        "for i = 2, #ARGV do out[i - 1] = item(ARGV[i]) end "
+        "local out = {EP} "
+        "for i = 2, #ARGV do out[i] = item(ARGV[i]) end "
         "return out"),
     { 0 }
 };
 
 
 /*
- * ARGV[1]: the viewer; then fills of three kinds, each with the
- * generation its reader saw:
+ * ARGV[1]: the viewer, [2] the epoch the reader saw; then fills of three
+ * kinds, each with the generation its reader saw:
  * "p", id, gen, text, author id, share_of, lc, sc, rc, version, deleted;
  * "a", author id, gen, JSON; "v", post id, gen, flags.
  */
 static ngx_social_redis_script_t  ngx_social_posts_fill_script = {
     ngx_string(
+        NGX_SOCIAL_POSTS_LUA_SAME_EPOCH("ARGV[2]")
         "local vf = 'v:' .. ARGV[1] "
-        "local i = 2 "
+        "local i = 3 "
         "while i <= #ARGV do "
         "  local kind, id, gen = ARGV[i], ARGV[i + 1], ARGV[i + 2] "
-        "  local k = 'social:post:' .. id "
+        "  local k = " NGX_SOCIAL_POSTS_LUA_POST_KEY("id") " "
         "  local same = (redis.call('GET', (kind == 'a' and 'social:ugen:' "
         "                or 'social:postgen:') .. id) or '0') == gen "
         "  if kind == 'p' then "
@@ -121,7 +122,8 @@ static ngx_social_redis_script_t  ngx_social_posts_fill_script = {
  */
 static ngx_social_redis_script_t  ngx_social_posts_changed_script = {
     ngx_string(
-        "local k = 'social:post:' .. ARGV[1] "
+        NGX_SOCIAL_POSTS_LUA_EPOCH
+        "local k = " NGX_SOCIAL_POSTS_LUA_POST_KEY("ARGV[1]") " "
         "local g = 'social:postgen:' .. ARGV[1] "
         "redis.call('INCR', g) "
         "redis.call('PEXPIRE', g, " NGX_SOCIAL_CACHE_GEN_TTL ") "
@@ -278,7 +280,8 @@ ngx_social_posts_fetched(redisReply *reply, void *data)
     r = v->request;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != v->n)
+        || reply->elements != v->n + 1
+        || ngx_social_posts_view_epoch(v, reply->element[0]) != NGX_OK)
     {
         if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -291,7 +294,9 @@ ngx_social_posts_fetched(redisReply *reply, void *data)
     }
 
     for (i = 0; i < v->n; i++) {
-        if (ngx_social_posts_view_item(v, i, reply->element[i]) != NGX_OK) {
+        if (ngx_social_posts_view_item(v, i, reply->element[i + 1])
+            != NGX_OK)
+        {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "social: viewing posts in Redis: a malformed "
                           "answer");
@@ -312,6 +317,15 @@ ngx_social_posts_all_missed(ngx_social_posts_view_t *v)
     ngx_memset(v->missed, 1, v->n);
     v->misses = v->n;
     v->tokens.nelts = 0;
+}
+
+
+/* the epoch the view script read under, for the fills */
+
+ngx_int_t
+ngx_social_posts_view_epoch(ngx_social_posts_view_t *v, redisReply *epoch)
+{
+    return ngx_social_posts_reply_str(v->request->pool, epoch, &v->epoch);
 }
 
 
@@ -658,6 +672,13 @@ ngx_social_posts_fill(ngx_social_posts_view_t *v, PGresult *res)
     s->data = p;
     s->len = ngx_sprintf(p, "%L", v->viewer) - p;
 
+    s = ngx_array_push(&args);
+    if (s == NULL) {
+        return NGX_ERROR;
+    }
+
+    *s = v->epoch;
+
     t = v->tokens.elts;
 
     for (i = 0; i + 2 < v->tokens.nelts; i += 3) {
@@ -666,7 +687,7 @@ ngx_social_posts_fill(ngx_social_posts_view_t *v, PGresult *res)
         }
     }
 
-    if (args.nelts == 1) {
+    if (args.nelts == 2) {
         return NGX_OK;
     }
 
