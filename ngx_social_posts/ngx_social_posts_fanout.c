@@ -53,9 +53,9 @@ static void ngx_social_posts_fanout_logged(redisReply *reply, void *data);
 /*
  * ARGV[1] "add" or "del", [2] the feed size, [3] a user whose profile
  * changed (or ""), [4] how many posts, then the posts (members), then the
- * users whose feeds get them.  A user with no cached feed gets its
- * generation bumped instead, so that a rebuild running meanwhile is not
- * stored without the posts.
+ * users whose feeds get them.  A user whose feed is being rebuilt gets
+ * its generation moved instead, so that the rebuild, which may have read
+ * PostgreSQL before the posts, is not stored.
  */
 static ngx_social_redis_script_t  ngx_social_posts_fanout_script = {
     ngx_string(
@@ -79,7 +79,8 @@ static ngx_social_redis_script_t  ngx_social_posts_fanout_script = {
         "        redis.call('ZADD', k, 0, '" NGX_SOCIAL_POSTS_FEED_CUT "') "
         "      end "
         "    end "
-        "  else "
+        "  elseif redis.call('EXISTS', 'social:feedbuild:' .. ARGV[i]) "
+        "         == 1 then "
         "    local g = 'social:feedgen:' .. ARGV[i] "
         "    redis.call('INCR', g) "
         "    redis.call('PEXPIRE', g, " NGX_SOCIAL_CACHE_GEN_TTL ") "

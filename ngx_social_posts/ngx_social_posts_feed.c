@@ -8,8 +8,9 @@
  * social_feed_size of them, above a marker: "0...0" when the set holds the
  * whole feed, "0...1" when older posts were cut off (those pages come
  * from PostgreSQL).  A missing set is rebuilt from PostgreSQL, stored
- * only if the feed's generation did not move meanwhile (a follow, an
- * unfollow or a fan-out that found no set bumps it).
+ * only if the feed's generation did not move meanwhile: a follow, an
+ * unfollow, another rebuild, or a fan-out that found the set being
+ * rebuilt ("social:feedbuild:<id>") moves it.
  *
  * New posts go into cached feeds by fan-out on write
  * (ngx_social_posts_fanout.c).
@@ -59,6 +60,8 @@ static ngx_social_redis_script_t  ngx_social_posts_feed_script = {
     ngx_string(NGX_SOCIAL_POSTS_LUA_VIEW
         "local fk = " NGX_SOCIAL_POSTS_LUA_FEED_KEY("viewer") " "
         "if redis.call('EXISTS', fk) == 0 then "
+        "  redis.call('SET', 'social:feedbuild:' .. viewer, 1, "
+        "             'PX', " NGX_SOCIAL_CACHE_GEN_TTL ") "
         "  return {0, EP, redis.call('GET', 'social:feedgen:' .. viewer) "
         "                 or '0'} "
         "end "
@@ -90,14 +93,18 @@ static ngx_social_redis_script_t  ngx_social_posts_feed_script = {
 
 /*
  * ARGV[1] the viewer, [2] the epoch and [3] the generation seen before
- * PostgreSQL was asked, [4] the marker, then the members.
+ * PostgreSQL was asked, [4] the marker, then the members.  A stored
+ * rebuild moves the generation: another rebuild that started as early
+ * but ends later cannot replace it.
  */
 static ngx_social_redis_script_t  ngx_social_posts_feed_store_script = {
     ngx_string(
         NGX_SOCIAL_POSTS_LUA_SAME_EPOCH("ARGV[2]")
         "local fk = " NGX_SOCIAL_POSTS_LUA_FEED_KEY("ARGV[1]") " "
-        "if (redis.call('GET', 'social:feedgen:' .. ARGV[1]) or '0') "
-        "   ~= ARGV[3] then return 0 end "
+        "local g = 'social:feedgen:' .. ARGV[1] "
+        "if (redis.call('GET', g) or '0') ~= ARGV[3] then return 0 end "
+        "redis.call('INCR', g) "
+        "redis.call('PEXPIRE', g, " NGX_SOCIAL_CACHE_GEN_TTL ") "
         "redis.call('DEL', fk) "
         "local z = {} "
         "for i = 4, #ARGV do z[#z + 1] = 0 z[#z + 1] = ARGV[i] end "
