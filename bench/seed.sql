@@ -48,6 +48,33 @@ SELECT 50000000 + g, 40000000 + 1 + g % 2000, 1 + g % 2000 + g % 2,
        'message ' || g
 FROM generate_series(1, 100000) g;
 
+-- the counters the API keeps, as the rows above imply
+UPDATE users u SET followers_count = f.n
+FROM (SELECT followee_id, count(*) n FROM follows GROUP BY 1) f
+WHERE u.id = f.followee_id;
+
+UPDATE users u SET following_count = f.n
+FROM (SELECT follower_id, count(*) n FROM follows GROUP BY 1) f
+WHERE u.id = f.follower_id;
+
+UPDATE users u SET posts_count = p.n
+FROM (SELECT author_id, count(*) n FROM posts GROUP BY 1) p
+WHERE u.id = p.author_id;
+
+UPDATE posts p SET likes_count = l.n
+FROM (SELECT post_id, count(*) n FROM likes GROUP BY 1) l
+WHERE p.id = l.post_id;
+
+UPDATE posts p SET replies_count = c.n
+FROM (SELECT reply_to_id, count(*) n FROM posts
+      WHERE reply_to_id IS NOT NULL GROUP BY 1) c
+WHERE p.id = c.reply_to_id;
+
+UPDATE posts p SET shares_count = c.n
+FROM (SELECT share_of_id, count(*) n FROM posts
+      WHERE share_of_id IS NOT NULL GROUP BY 1) c
+WHERE p.id = c.share_of_id;
+
 COMMIT;
 
 ANALYZE;

@@ -17,7 +17,7 @@ curl -fs -XPOST "$api/v1/users" -d '{"username":"bench_user",
 token=$(curl -fs -XPOST "$api/oauth/token" -d '{"grant_type":"password",
     "username":"bench_user","password":"correct horse"}' \
     | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
-id=$(curl -fs "$api/v1/users/@bench_user" | sed 's/.*"id" : "\([0-9]*\)".*/\1/')
+id=$(curl -fs "$api/v1/users/@bench_user" | sed 's/.*"id":"\([0-9]*\)".*/\1/')
 curl -fs "$api/v1/users/$id" >/dev/null
 
 cat >"$BENCH_DIR/me.lua" <<LUA

@@ -2,9 +2,11 @@
  * Public profiles: GET /v1/users/{id} where {id} is an id or @username.
  *
  * The public view of a user by id is cached in Redis ("social:user:<id>",
- * 60 s) and deleted by every write that changes it before that write is
- * answered; with Redis down, profiles are read from PostgreSQL.  The
- * expiry only bounds what a write made while Redis was away may leave.
+ * 60 s) and invalidated by every write that changes it before that write
+ * is answered (ngx_social_cache_forget()); a reader that missed fills
+ * only if the user's generation did not move while it asked PostgreSQL.
+ * With Redis down, profiles are read from PostgreSQL.  The expiry only
+ * bounds what a write made while Redis was away may leave.
  */
 
 #include "ngx_social_users.h"
@@ -15,9 +17,32 @@
 
 typedef struct {
     ngx_str_t                   id;        /* digits, when known */
+    ngx_str_t                   gen;       /* seen before a miss's query */
     ngx_str_t                   json;      /* what the writer answers */
     ngx_uint_t                  status;
 } ngx_social_users_profile_ctx_t;
+
+
+/* ARGV[1] the id: the cached view, or {the generation} */
+static ngx_social_redis_script_t  ngx_social_users_profile_fetch = {
+    ngx_string(
+        "local v = redis.call('GET', 'social:user:' .. ARGV[1]) "
+        "if v then return v end "
+        "return {redis.call('GET', 'social:ugen:' .. ARGV[1]) or '0'}"),
+    { 0 }
+};
+
+
+/* ARGV[1] the id, [2] the generation seen before the query, [3] view */
+static ngx_social_redis_script_t  ngx_social_users_profile_fill = {
+    ngx_string(
+        "if (redis.call('GET', 'social:ugen:' .. ARGV[1]) or '0') "
+        "   ~= ARGV[2] then return 0 end "
+        "redis.call('SET', 'social:user:' .. ARGV[1], ARGV[3], "
+        "           'EX', " NGX_SOCIAL_USERS_CACHE_TTL ") "
+        "return 1"),
+    { 0 }
+};
 
 
 static ngx_int_t ngx_social_users_profile_query(ngx_http_request_t *r,
@@ -28,8 +53,6 @@ static void ngx_social_users_profile_loaded(ngx_http_request_t *r,
     ngx_social_pg_result_t *result, void *data);
 static void ngx_social_users_profile_stored(redisReply *reply, void *data);
 static void ngx_social_users_uncached(redisReply *reply, void *data);
-static u_char *ngx_social_users_cache_key(ngx_pool_t *pool, ngx_str_t *id,
-    size_t *len);
 
 
 static ngx_social_pg_stmt_t  ngx_social_users_profile_stmts[] = {
@@ -49,6 +72,15 @@ static ngx_social_pg_stmt_t  ngx_social_users_profile_stmts[] = {
 ngx_int_t
 ngx_social_users_profile_init(ngx_conf_t *cf)
 {
+    if (ngx_social_redis_script_register(cf, &ngx_social_users_profile_fetch)
+           != NGX_OK
+        || ngx_social_redis_script_register(cf,
+                                            &ngx_social_users_profile_fill)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     return ngx_social_pg_register(cf, ngx_social_users_profile_stmts,
                                   sizeof(ngx_social_users_profile_stmts)
                                   / sizeof(ngx_social_pg_stmt_t));
@@ -58,12 +90,11 @@ ngx_social_users_profile_init(ngx_conf_t *cf)
 ngx_int_t
 ngx_social_users_profile(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 {
-    size_t                           len;
     ngx_str_t                       *arg, name;
     ngx_social_redis_argv_t          cmd;
     ngx_social_users_profile_ctx_t  *pc;
-    const char                     **argv;
-    size_t                          *argvlen;
+    const char                      *argv[1];
+    size_t                           argvlen[1];
 
     arg = &ctx->params[0];
 
@@ -86,29 +117,17 @@ ngx_social_users_profile(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 
     pc->id = *arg;
 
-    argv = ngx_palloc(r->pool, 2 * sizeof(char *));
-    argvlen = ngx_palloc(r->pool, 2 * sizeof(size_t));
-    if (argv == NULL || argvlen == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    argv[0] = (const char *) arg->data;
+    argvlen[0] = arg->len;
 
-    argv[0] = "GET";
-    argvlen[0] = 3;
-    argv[1] = (const char *) ngx_social_users_cache_key(r->pool, arg, &len);
-    argvlen[1] = len;
-
-    if (argv[1] == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cmd.argc = 2;
+    cmd.argc = 1;
     cmd.argv = argv;
     cmd.argvlen = argvlen;
 
     r->main->count++;
 
-    if (ngx_social_redis_command(r, &cmd, ngx_social_users_profile_cached,
-                                 r)
+    if (ngx_social_redis_eval(r, &ngx_social_users_profile_fetch, 0, &cmd,
+                              ngx_social_users_profile_cached, r)
         != NGX_OK)
     {
         r->main->count--;
@@ -132,7 +151,10 @@ ngx_social_users_profile_query(ngx_http_request_t *r,
 }
 
 
-/* a hit is the answer; a miss, or Redis away, asks PostgreSQL */
+/*
+ * A hit is the answer; a miss (with the generation to fill under), or
+ * Redis away, asks PostgreSQL.
+ */
 
 static void
 ngx_social_users_profile_cached(redisReply *reply, void *data)
@@ -140,9 +162,26 @@ ngx_social_users_profile_cached(redisReply *reply, void *data)
     ngx_http_request_t  *r = data;
 
     ngx_str_t                        json;
+    redisReply                      *gen;
     ngx_social_users_profile_ctx_t  *pc;
 
     pc = ngx_http_get_module_ctx(r, ngx_social_users_module);
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 1
+        && reply->element[0]->type == REDIS_REPLY_STRING)
+    {
+        gen = reply->element[0];
+        pc->gen.data = ngx_pnalloc(r->pool, gen->len + 1);
+
+        if (pc->gen.data == NULL) {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+            return;
+        }
+
+        pc->gen.len = ngx_cpymem(pc->gen.data, gen->str, gen->len)
+                      - pc->gen.data;
+    }
 
     if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
         ngx_http_finalize_request(r,
@@ -169,11 +208,11 @@ static void
 ngx_social_users_profile_loaded(ngx_http_request_t *r,
     ngx_social_pg_result_t *result, void *data)
 {
-    size_t                   len;
-    ngx_str_t                id;
+    ngx_social_users_profile_ctx_t  *pc = data;
+
     ngx_social_redis_argv_t  cmd;
-    const char              *argv[5];
-    size_t                   argvlen[5];
+    const char              *argv[3];
+    size_t                   argvlen[3];
 
     if (result->status != NGX_SOCIAL_PG_OK) {
         ngx_http_finalize_request(r, ngx_social_pg_send_error(r, result));
@@ -187,30 +226,22 @@ ngx_social_users_profile_loaded(ngx_http_request_t *r,
         return;
     }
 
-    /* for the next reader: SET key view EX ttl, in the background */
+    if (pc->gen.data != NULL) {
+        /* for the next reader, unless a write moved the generation */
+        argv[0] = (const char *) pc->id.data;
+        argvlen[0] = pc->id.len;
+        argv[1] = (const char *) pc->gen.data;
+        argvlen[1] = pc->gen.len;
+        argv[2] = PQgetvalue(result->res, 0, 1);
+        argvlen[2] = PQgetlength(result->res, 0, 1);
 
-    id.data = (u_char *) PQgetvalue(result->res, 0, 0);
-    id.len = PQgetlength(result->res, 0, 0);
-
-    argv[0] = "SET";
-    argvlen[0] = 3;
-    argv[1] = (const char *) ngx_social_users_cache_key(r->pool, &id, &len);
-    argvlen[1] = len;
-    argv[2] = PQgetvalue(result->res, 0, 1);
-    argvlen[2] = PQgetlength(result->res, 0, 1);
-    argv[3] = "EX";
-    argvlen[3] = 2;
-    argv[4] = NGX_SOCIAL_USERS_CACHE_TTL;
-    argvlen[4] = sizeof(NGX_SOCIAL_USERS_CACHE_TTL) - 1;
-
-    if (argv[1] != NULL) {
-        cmd.argc = 5;
+        cmd.argc = 3;
         cmd.argv = argv;
         cmd.argvlen = argvlen;
 
-        (void) ngx_social_redis_command(NULL, &cmd,
-                                        ngx_social_users_profile_stored,
-                                        NULL);
+        (void) ngx_social_redis_eval(NULL, &ngx_social_users_profile_fill, 0,
+                                     &cmd, ngx_social_users_profile_stored,
+                                     NULL);
     }
 
     ngx_http_finalize_request(r, ngx_social_pg_send_json(r, NGX_HTTP_OK,
@@ -286,23 +317,4 @@ ngx_social_users_uncached(redisReply *reply, void *data)
 
     ngx_http_finalize_request(r, ngx_social_send_json_text(r, pc->status,
                                                            &pc->json));
-}
-
-
-static u_char *
-ngx_social_users_cache_key(ngx_pool_t *pool, ngx_str_t *id, size_t *len)
-{
-    u_char  *p;
-
-    p = ngx_pnalloc(pool, sizeof("social:user:") - 1 + id->len);
-    if (p == NULL) {
-        return NULL;
-    }
-
-    *len = ngx_cpymem(ngx_cpymem(p, "social:user:", sizeof("social:user:")
-                                                    - 1),
-                      id->data, id->len)
-           - p;
-
-    return p;
 }
