@@ -9,8 +9,17 @@
 #include <ngx_social_core.h>
 
 
+/* social_metrics_route api | off (else a route index) */
+#define NGX_SOCIAL_GATEWAY_ROUTE_API   -2
+#define NGX_SOCIAL_GATEWAY_ROUTE_OFF   -3
+
+/* worker process figures shown */
+#define NGX_SOCIAL_GATEWAY_WORKERS     64
+
+
 typedef struct {
     ngx_uint_t                  auth;      /* NGX_SOCIAL_ROUTE_AUTH... */
+    ngx_int_t                   metrics_route;
 } ngx_social_gateway_loc_conf_t;
 
 
@@ -50,6 +59,9 @@ ngx_int_t ngx_social_gateway_readyz(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
 ngx_int_t ngx_social_gateway_metrics_handler(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
+ngx_int_t ngx_social_gateway_metrics_init(ngx_conf_t *cf);
+char *ngx_social_gateway_metrics_route(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 #endif /* _NGX_SOCIAL_GATEWAY_H_INCLUDED_ */

@@ -48,6 +48,14 @@ static ngx_command_t  ngx_social_gateway_commands[] = {
       offsetof(ngx_social_gateway_main_conf_t, fallback_local),
       &ngx_social_gateway_fallbacks },
 
+    /* the route a plain location's requests count under in /metrics */
+    { ngx_string("social_metrics_route"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_social_gateway_metrics_route,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -135,6 +143,7 @@ ngx_social_gateway_create_loc_conf(ngx_conf_t *cf)
     }
 
     glcf->auth = NGX_CONF_UNSET_UINT;
+    glcf->metrics_route = NGX_CONF_UNSET;
 
     return glcf;
 }
@@ -147,6 +156,8 @@ ngx_social_gateway_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_social_gateway_loc_conf_t  *conf = child;
 
     ngx_conf_merge_uint_value(conf->auth, prev->auth, 0);
+    ngx_conf_merge_value(conf->metrics_route, prev->metrics_route,
+                         NGX_SOCIAL_METRICS_OTHER);
 
     return NGX_CONF_OK;
 }
@@ -156,6 +167,7 @@ static ngx_int_t
 ngx_social_gateway_postconfiguration(ngx_conf_t *cf)
 {
     if (ngx_social_gateway_health_init(cf) != NGX_OK
+        || ngx_social_gateway_metrics_init(cf) != NGX_OK
         || ngx_social_gateway_auth_init(cf) != NGX_OK
         || ngx_social_gateway_limit_init(cf) != NGX_OK)
     {
