@@ -137,6 +137,21 @@ for my $w (0, 1) {
 ok(defined $v->{'social_pg_connections{state="idle"}'}, 'pool figures');
 ok(defined $v->{'social_streams_open'}, 'open streams');
 
+# the Grafana dashboards use only names /metrics has
+my %family = map { $_ => 1 } $text =~ /^# TYPE (\S+)/mg;
+for my $d (qw(overview performance)) {
+    open my $g, '<', "$ENV{TEST_NGINX_CONF_DIR}/grafana/$d.json" or die $!;
+    my $json = decode_json(do { local $/; <$g> });
+    close $g;
+    my @names = map { /\b(social_[a-z_]+)/g }
+                map { $_->{expr} } map { @{ $_->{targets} } }
+                @{ $json->{panels} };
+    my @unknown = grep { !$family{$_} && !$family{s/_(bucket|sum|count)$//r} }
+                  @names;
+    ok(@names && !@unknown, "dashboard $d uses metrics that exist")
+        or diag("unknown: @unknown");
+}
+
 # the figures of both workers: a scrape sees every earlier one (it is
 # counted itself once it is logged)
 my $v2;
