@@ -20,6 +20,14 @@
 typedef struct {
     ngx_uint_t                  auth;      /* NGX_SOCIAL_ROUTE_AUTH... */
     ngx_int_t                   metrics_route;
+
+    ngx_array_t                *cors_origins;  /* NULL: no CORS */
+    ngx_uint_t                  cors_any;      /* "*" */
+    ngx_str_t                   cors_methods;  /* joined by ", " */
+    ngx_str_t                   cors_headers;
+    ngx_str_t                   cors_expose;
+    time_t                      cors_max_age;
+    ngx_flag_t                  cors_credentials;
 } ngx_social_gateway_loc_conf_t;
 
 
@@ -45,6 +53,12 @@ extern ngx_conf_enum_t  ngx_social_gateway_auth_modes[];
 
 ngx_int_t ngx_social_gateway_auth_init(ngx_conf_t *cf);
 ngx_int_t ngx_social_gateway_auth_handler(ngx_http_request_t *r);
+
+ngx_int_t ngx_social_gateway_cors_init(ngx_conf_t *cf);
+char *ngx_social_gateway_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_social_gateway_cors_list(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 ngx_int_t ngx_social_gateway_limit_init(ngx_conf_t *cf);
 char *ngx_social_gateway_limit_conf(ngx_conf_t *cf, ngx_command_t *cmd,

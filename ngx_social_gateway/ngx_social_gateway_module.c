@@ -56,6 +56,49 @@ static ngx_command_t  ngx_social_gateway_commands[] = {
       0,
       NULL },
 
+    /* CORS: the origins allowed (or *), what a preflight allows */
+    { ngx_string("social_cors_origins"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_social_gateway_cors_origins,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("social_cors_methods"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_social_gateway_cors_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_social_gateway_loc_conf_t, cors_methods),
+      NULL },
+
+    { ngx_string("social_cors_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_social_gateway_cors_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_social_gateway_loc_conf_t, cors_headers),
+      NULL },
+
+    { ngx_string("social_cors_expose_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_social_gateway_cors_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_social_gateway_loc_conf_t, cors_expose),
+      NULL },
+
+    { ngx_string("social_cors_max_age"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_social_gateway_loc_conf_t, cors_max_age),
+      NULL },
+
+    { ngx_string("social_cors_credentials"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_social_gateway_loc_conf_t, cors_credentials),
+      NULL },
+
       ngx_null_command
 };
 
@@ -144,6 +187,9 @@ ngx_social_gateway_create_loc_conf(ngx_conf_t *cf)
 
     glcf->auth = NGX_CONF_UNSET_UINT;
     glcf->metrics_route = NGX_CONF_UNSET;
+    glcf->cors_origins = NGX_CONF_UNSET_PTR;
+    glcf->cors_max_age = NGX_CONF_UNSET;
+    glcf->cors_credentials = NGX_CONF_UNSET;
 
     return glcf;
 }
@@ -159,6 +205,24 @@ ngx_social_gateway_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->metrics_route, prev->metrics_route,
                          NGX_SOCIAL_METRICS_OTHER);
 
+    if (conf->cors_origins == NGX_CONF_UNSET_PTR) {
+        conf->cors_origins = (prev->cors_origins == NGX_CONF_UNSET_PTR)
+                             ? NULL : prev->cors_origins;
+        conf->cors_any = prev->cors_any;
+    }
+
+    ngx_conf_merge_str_value(conf->cors_methods, prev->cors_methods,
+                             "GET, HEAD, POST, PUT, PATCH, DELETE");
+    ngx_conf_merge_str_value(conf->cors_headers, prev->cors_headers,
+                             "Authorization, Content-Type, Idempotency-Key, "
+                             "X-Request-Id, Last-Event-ID");
+    ngx_conf_merge_str_value(conf->cors_expose, prev->cors_expose,
+                             "X-Request-Id, RateLimit-Limit, "
+                             "RateLimit-Remaining, RateLimit-Reset, "
+                             "Retry-After, Link");
+    ngx_conf_merge_sec_value(conf->cors_max_age, prev->cors_max_age, 600);
+    ngx_conf_merge_value(conf->cors_credentials, prev->cors_credentials, 0);
+
     return NGX_CONF_OK;
 }
 
@@ -168,6 +232,7 @@ ngx_social_gateway_postconfiguration(ngx_conf_t *cf)
 {
     if (ngx_social_gateway_health_init(cf) != NGX_OK
         || ngx_social_gateway_metrics_init(cf) != NGX_OK
+        || ngx_social_gateway_cors_init(cf) != NGX_OK
         || ngx_social_gateway_auth_init(cf) != NGX_OK
         || ngx_social_gateway_limit_init(cf) != NGX_OK)
     {
