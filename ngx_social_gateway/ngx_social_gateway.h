@@ -13,6 +13,13 @@
 #define NGX_SOCIAL_GATEWAY_ROUTE_API   -2
 #define NGX_SOCIAL_GATEWAY_ROUTE_OFF   -3
 
+/* social_limit_location */
+#define NGX_SOCIAL_GATEWAY_LIMIT_OFF    0
+#define NGX_SOCIAL_GATEWAY_LIMIT_ON     1
+#define NGX_SOCIAL_GATEWAY_LIMIT_LOGIN  2
+
+#define NGX_SOCIAL_GATEWAY_TOO_MANY     429
+
 /* worker process figures shown */
 #define NGX_SOCIAL_GATEWAY_WORKERS     64
 
@@ -20,6 +27,7 @@
 typedef struct {
     ngx_uint_t                  auth;      /* NGX_SOCIAL_ROUTE_AUTH... */
     ngx_int_t                   metrics_route;
+    ngx_uint_t                  limit;     /* NGX_SOCIAL_GATEWAY_LIMIT_... */
 
     ngx_array_t                *cors_origins;  /* NULL: no CORS */
     ngx_uint_t                  cors_any;      /* "*" */
@@ -29,6 +37,14 @@ typedef struct {
     time_t                      cors_max_age;
     ngx_flag_t                  cors_credentials;
 } ngx_social_gateway_loc_conf_t;
+
+
+/* a request's, in a plain location */
+typedef struct {
+    int64_t                     user_id;   /* by social_auth; 0: none */
+    ngx_int_t                   limit_rc;  /* the limiter's verdict */
+    unsigned                    limited:1; /* limit_rc is set */
+} ngx_social_gateway_ctx_t;
 
 
 typedef struct {
@@ -49,9 +65,11 @@ typedef struct {
 extern ngx_module_t     ngx_social_gateway_module;
 extern ngx_module_t     ngx_social_core_module;
 extern ngx_conf_enum_t  ngx_social_gateway_auth_modes[];
+extern ngx_conf_enum_t  ngx_social_gateway_limit_modes[];
 
 
 ngx_int_t ngx_social_gateway_auth_init(ngx_conf_t *cf);
+ngx_social_gateway_ctx_t *ngx_social_gateway_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_social_gateway_auth_handler(ngx_http_request_t *r);
 
 ngx_int_t ngx_social_gateway_cors_init(ngx_conf_t *cf);

@@ -11,6 +11,12 @@
  * RateLimit-Limit/-Remaining/-Reset; a refusal is 429 rate_limited with
  * Retry-After.
  *
+ * "social_limit_location on | login | off" applies the same limits in the
+ * access phase of a plain location (a proxied service): "on" by method,
+ * "login" the login group; the user is the one social_auth found, which
+ * is why this handler runs after social_auth's.  A refusal there is the
+ * status 429, answered through error_page like nginx's own errors.
+ *
  * While Redis does not answer, the same algorithm runs on this node's
  * buckets in shared memory ("social_limit_fallback local", the default):
  * the limits then hold per node, approximately across nodes; or requests
@@ -21,7 +27,8 @@
 
 
 typedef struct {
-    ngx_social_ctx_t               *ctx;
+    ngx_social_ctx_t               *ctx;       /* an API route's, or NULL */
+    ngx_social_gateway_ctx_t       *gctx;      /* a plain location's */
     ngx_http_request_t             *r;
     ngx_social_gateway_limit_t     *limit;
     ngx_str_t                       key;
@@ -54,10 +61,15 @@ typedef struct {
 
 
 static ngx_social_gateway_limit_t *ngx_social_gateway_limit_group(
-    ngx_http_request_t *r, ngx_social_ctx_t *ctx);
+    ngx_http_request_t *r, ngx_uint_t login);
 static ngx_int_t ngx_social_gateway_limit(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
+static ngx_int_t ngx_social_gateway_limit_access(ngx_http_request_t *r);
+static ngx_int_t ngx_social_gateway_limit_check(
+    ngx_social_gateway_limit_ctx_t *lc, int64_t user_id);
 static void ngx_social_gateway_limited(redisReply *reply, void *data);
+static ngx_int_t ngx_social_gateway_limit_done(
+    ngx_social_gateway_limit_ctx_t *lc, ngx_int_t rc);
 static ngx_int_t ngx_social_gateway_limit_local(
     ngx_social_gateway_limit_ctx_t *lc);
 static void ngx_social_gateway_limit_gcra(ngx_social_gateway_limit_t *limit,
@@ -94,9 +106,14 @@ static ngx_social_redis_script_t  ngx_social_gateway_gcra = {
 };
 
 
+/* call before ngx_social_gateway_auth_init(): this handler runs after */
+
 ngx_int_t
 ngx_social_gateway_limit_init(ngx_conf_t *cf)
 {
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
     if (ngx_social_redis_script_register(cf, &ngx_social_gateway_gcra)
         != NGX_OK)
     {
@@ -104,6 +121,15 @@ ngx_social_gateway_limit_init(ngx_conf_t *cf)
     }
 
     ngx_social_set_limiter(ngx_social_gateway_limit);
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_social_gateway_limit_access;
 
     return NGX_OK;
 }
@@ -244,7 +270,7 @@ ngx_social_gateway_limit_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static ngx_social_gateway_limit_t *
-ngx_social_gateway_limit_group(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
+ngx_social_gateway_limit_group(ngx_http_request_t *r, ngx_uint_t login)
 {
     ngx_uint_t                       group;
     ngx_social_gateway_limit_t      *limit;
@@ -252,7 +278,7 @@ ngx_social_gateway_limit_group(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 
     gmcf = ngx_http_get_module_main_conf(r, ngx_social_gateway_module);
 
-    if (ctx->route->flags & NGX_SOCIAL_ROUTE_LOGIN) {
+    if (login) {
         group = 2;
 
     } else if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
@@ -268,38 +294,104 @@ ngx_social_gateway_limit_group(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 }
 
 
+/* the limiter of API routes, before the route's handler */
+
 static ngx_int_t
 ngx_social_gateway_limit(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 {
-    u_char                          *key, *p;
-    ngx_social_redis_argv_t          args;
-    ngx_social_gateway_limit_t      *limit;
     ngx_social_gateway_limit_ctx_t  *lc;
-    const char                     **argv;
-    size_t                          *argvlen;
 
-    limit = ngx_social_gateway_limit_group(r, ctx);
+    lc = ngx_pcalloc(r->pool, sizeof(ngx_social_gateway_limit_ctx_t));
+    if (lc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
-    if (limit == NULL) {
+    lc->r = r;
+    lc->ctx = ctx;
+    lc->limit = ngx_social_gateway_limit_group(r,
+                                 ctx->route->flags & NGX_SOCIAL_ROUTE_LOGIN);
+
+    if (lc->limit == NULL) {
         return ngx_social_core_proceed(r, ctx);
     }
 
-    lc = ngx_palloc(r->pool, sizeof(ngx_social_gateway_limit_ctx_t));
+    return ngx_social_gateway_limit_check(lc, ctx->user_id);
+}
+
+
+/*
+ * The access-phase limiter of plain locations.  While Redis answers the
+ * request waits (NGX_DONE, held); the verdict then runs the phases again
+ * from here, and this returns it.
+ */
+
+static ngx_int_t
+ngx_social_gateway_limit_access(ngx_http_request_t *r)
+{
+    ngx_social_gateway_ctx_t        *gctx;
+    ngx_social_gateway_limit_ctx_t  *lc;
+    ngx_social_gateway_loc_conf_t   *glcf;
+
+    glcf = ngx_http_get_module_loc_conf(r, ngx_social_gateway_module);
+
+    if (glcf->limit == NGX_SOCIAL_GATEWAY_LIMIT_OFF || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    gctx = ngx_social_gateway_ctx(r);
+    if (gctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (gctx->limited) {
+        return gctx->limit_rc;
+    }
+
+    lc = ngx_pcalloc(r->pool, sizeof(ngx_social_gateway_limit_ctx_t));
+    if (lc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    lc->r = r;
+    lc->gctx = gctx;
+    lc->limit = ngx_social_gateway_limit_group(r,
+                           glcf->limit == NGX_SOCIAL_GATEWAY_LIMIT_LOGIN);
+
+    if (lc->limit == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_social_gateway_limit_check(lc, gctx->user_id);
+}
+
+
+/* one EVALSHA of the GCRA script; the node's buckets if it cannot go */
+
+static ngx_int_t
+ngx_social_gateway_limit_check(ngx_social_gateway_limit_ctx_t *lc,
+    int64_t user_id)
+{
+    u_char                          *key, *p;
+    ngx_http_request_t              *r;
+    ngx_social_redis_argv_t          args;
+    ngx_social_gateway_limit_t      *limit;
+    const char                     **argv;
+    size_t                          *argvlen;
+
+    r = lc->r;
+    limit = lc->limit;
+
     key = ngx_pnalloc(r->pool, sizeof("social:rl:login:u:") + NGX_INT64_LEN
                                + r->connection->addr_text.len);
     argv = ngx_palloc(r->pool, 3 * sizeof(char *));
     argvlen = ngx_palloc(r->pool, 3 * sizeof(size_t));
 
-    if (lc == NULL || key == NULL || argv == NULL || argvlen == NULL) {
+    if (key == NULL || argv == NULL || argvlen == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    lc->ctx = ctx;
-    lc->r = r;
-    lc->limit = limit;
-
-    if (ctx->user_id) {
-        p = ngx_sprintf(key, "social:rl:%V:u:%L", &limit->name, ctx->user_id);
+    if (user_id) {
+        p = ngx_sprintf(key, "social:rl:%V:u:%L", &limit->name, user_id);
 
     } else {
         p = ngx_sprintf(key, "social:rl:%V:a:%V", &limit->name,
@@ -349,8 +441,8 @@ ngx_social_gateway_limited(redisReply *reply, void *data)
         ngx_log_error(NGX_LOG_INFO, lc->r->connection->log, 0,
                       "social: rate limit of \"%V\" checked on this node: "
                       "Redis did not answer", &lc->limit->name);
-        ngx_http_finalize_request(lc->r,
-                                  ngx_social_gateway_limit_local(lc));
+        ngx_http_finalize_request(lc->r, ngx_social_gateway_limit_done(lc,
+                                          ngx_social_gateway_limit_local(lc)));
         return;
     }
 
@@ -359,7 +451,27 @@ ngx_social_gateway_limited(redisReply *reply, void *data)
     v.reset = reply->element[2]->integer;
     v.retry = reply->element[3]->integer;
 
-    ngx_http_finalize_request(lc->r, ngx_social_gateway_limit_answer(lc, &v));
+    ngx_http_finalize_request(lc->r, ngx_social_gateway_limit_done(lc,
+                                      ngx_social_gateway_limit_answer(lc, &v)));
+}
+
+
+/* an API route's answer is final; a location's verdict resumes it */
+
+static ngx_int_t
+ngx_social_gateway_limit_done(ngx_social_gateway_limit_ctx_t *lc,
+    ngx_int_t rc)
+{
+    if (lc->gctx == NULL) {
+        return rc;
+    }
+
+    lc->gctx->limited = 1;
+    lc->gctx->limit_rc = rc;
+
+    ngx_http_core_run_phases(lc->r);
+
+    return NGX_DONE;
 }
 
 
@@ -381,7 +493,8 @@ ngx_social_gateway_limit_local(ngx_social_gateway_limit_ctx_t *lc)
     gmcf = ngx_http_get_module_main_conf(lc->r, ngx_social_gateway_module);
 
     if (!gmcf->fallback_local) {
-        return ngx_social_core_proceed(lc->r, lc->ctx);
+        return lc->ctx ? ngx_social_core_proceed(lc->r, lc->ctx)
+                       : NGX_DECLINED;
     }
 
     shpool = (ngx_slab_pool_t *) gmcf->zone->shm.addr;
@@ -515,7 +628,7 @@ ngx_social_gateway_limit_answer(ngx_social_gateway_limit_ctx_t *lc,
     }
 
     if (v->allowed) {
-        return ngx_social_core_proceed(r, lc->ctx);
+        return lc->ctx ? ngx_social_core_proceed(r, lc->ctx) : NGX_DECLINED;
     }
 
     if (ngx_social_gateway_limit_header(r, "Retry-After",
@@ -523,6 +636,10 @@ ngx_social_gateway_limit_answer(ngx_social_gateway_limit_ctx_t *lc,
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (lc->ctx == NULL) {
+        return NGX_SOCIAL_GATEWAY_TOO_MANY;
     }
 
     return ngx_social_send_error(r, 429, "rate_limited", "too many requests",

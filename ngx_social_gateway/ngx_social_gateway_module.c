@@ -22,6 +22,14 @@ static ngx_conf_enum_t  ngx_social_gateway_fallbacks[] = {
 };
 
 
+ngx_conf_enum_t  ngx_social_gateway_limit_modes[] = {
+    { ngx_string("off"), NGX_SOCIAL_GATEWAY_LIMIT_OFF },
+    { ngx_string("on"), NGX_SOCIAL_GATEWAY_LIMIT_ON },
+    { ngx_string("login"), NGX_SOCIAL_GATEWAY_LIMIT_LOGIN },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_social_gateway_commands[] = {
 
     /* bearer token check for a location: required | optional | off */
@@ -39,6 +47,14 @@ static ngx_command_t  ngx_social_gateway_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
       NULL },
+
+    /* the limits for a plain location: on (read/write) | login | off */
+    { ngx_string("social_limit_location"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_social_gateway_loc_conf_t, limit),
+      &ngx_social_gateway_limit_modes },
 
     /* while Redis is away: limits per node in shared memory, or none */
     { ngx_string("social_limit_fallback"),
@@ -187,6 +203,7 @@ ngx_social_gateway_create_loc_conf(ngx_conf_t *cf)
 
     glcf->auth = NGX_CONF_UNSET_UINT;
     glcf->metrics_route = NGX_CONF_UNSET;
+    glcf->limit = NGX_CONF_UNSET_UINT;
     glcf->cors_origins = NGX_CONF_UNSET_PTR;
     glcf->cors_max_age = NGX_CONF_UNSET;
     glcf->cors_credentials = NGX_CONF_UNSET;
@@ -202,6 +219,8 @@ ngx_social_gateway_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_social_gateway_loc_conf_t  *conf = child;
 
     ngx_conf_merge_uint_value(conf->auth, prev->auth, 0);
+    ngx_conf_merge_uint_value(conf->limit, prev->limit,
+                              NGX_SOCIAL_GATEWAY_LIMIT_OFF);
     ngx_conf_merge_value(conf->metrics_route, prev->metrics_route,
                          NGX_SOCIAL_METRICS_OTHER);
 
@@ -233,8 +252,8 @@ ngx_social_gateway_postconfiguration(ngx_conf_t *cf)
     if (ngx_social_gateway_health_init(cf) != NGX_OK
         || ngx_social_gateway_metrics_init(cf) != NGX_OK
         || ngx_social_gateway_cors_init(cf) != NGX_OK
-        || ngx_social_gateway_auth_init(cf) != NGX_OK
-        || ngx_social_gateway_limit_init(cf) != NGX_OK)
+        || ngx_social_gateway_limit_init(cf) != NGX_OK
+        || ngx_social_gateway_auth_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }
