@@ -14,12 +14,13 @@
 #                               is the rollback)
 #   cluster.sh stop             everything, by pid
 #
-# Both sets bind their ports when the cluster starts: binding later, under
-# load, could collide with the ephemeral ports of live connections.
+# The instances listen on 127.0.0.2, where no client connection's
+# ephemeral end holds their ports (clients of 127.0.0.1 use 127.0.0.1), and
+# both sets bind them when the cluster starts, before any load.
 #
 # Environment: CLUSTER_DIR (state and logs), CLUSTER_HTTP_PORT (the
-# gateway), CLUSTER_PORT_BASE (instance ports: blue base+1..6, green
-# base+11..16), CLUSTER_PG_PORT, CLUSTER_REDIS_PORT, CLUSTER_KEYS (the
+# gateway, on 127.0.0.1), CLUSTER_PORT_BASE (instance ports on 127.0.0.2:
+# blue base+1..6, green base+11..16), CLUSTER_PG_PORT, CLUSTER_REDIS_PORT, CLUSTER_KEYS (the
 # token keys folder), CLUSTER_MODULES (the .so files, core first).
 set -euo pipefail
 
@@ -49,7 +50,7 @@ colour_offset() {
 localize() {    # file
     local ports=() nn
     for nn in 01 02 03 04 05 06 11 12 13 14 15 16; do
-        ports+=(-e "s/127\.0\.0\.1:91$nn\([; ]\)/127.0.0.1:$((CLUSTER_PORT_BASE + 10#$nn))\1/")
+        ports+=(-e "s/127\.0\.0\.2:91$nn\([; ]\)/127.0.0.2:$((CLUSTER_PORT_BASE + 10#$nn))\1/")
     done
     sed -e "s/127\.0\.0\.1:8080/127.0.0.1:$CLUSTER_HTTP_PORT/" \
         -e "s/port=15432/port=$CLUSTER_PG_PORT/" \
@@ -86,16 +87,23 @@ write_conf() {  # name port role workers conf
     local name=$1 port=$2 role=$3
     mkdir -p "$DIR/$name/logs" "$DIR/$name/tmp"
     nginx_conf "$name" "$4" >"$DIR/$name/nginx.conf"
-    localize "$5" | sed -e "s/127\.0\.0\.1:9100;/127.0.0.1:$port;/" \
+    localize "$5" | sed -e "s/127\.0\.0\.2:9100;/127.0.0.2:$port;/" \
         -e "s|include role.conf;|include $CONF/$role.conf;|" \
         -e "s|include upstreams.conf;|include $DIR/upstreams.conf;|" \
         >"$DIR/$name/social.conf"
 }
 
+# a loopback port can be held for a moment by a client connection's
+# ephemeral end: nginx retries for 2.5 s, then this a few times more
 start_one() {   # name port role workers conf
+    local try
     write_conf "$@"
-    "$NGINX" -q -p "$DIR/$1/" -c "$DIR/$1/nginx.conf" \
-        || die "$1 did not start (see $DIR/$1/logs/error.log)"
+    for try in 1 2 3 4; do
+        "$NGINX" -q -p "$DIR/$1/" -c "$DIR/$1/nginx.conf" 2>>"$DIR/$1/logs/start.log" \
+            && return 0
+        sleep 1
+    done
+    die "$1 did not start (see $DIR/$1/logs/error.log and start.log)"
 }
 
 # the workers of a running nginx
@@ -121,7 +129,7 @@ reload_one() {  # name
 ready() {       # port
     local i
     for i in $(seq 100); do
-        curl -fs "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
+        curl -fs "http://$1/readyz" >/dev/null 2>&1 && return 0
         sleep 0.1
     done
     return 1
@@ -147,7 +155,7 @@ start_colour() {    # colour [reload]
     done
     wait
     for i in 1 2 3 4 5 6; do
-        ready "$(instance_port "$colour" $i)" \
+        ready "127.0.0.2:$(instance_port "$colour" $i)" \
             || die "$colour-$i is not ready (see $DIR/$colour-$i/logs/error.log)"
     done
 }
@@ -181,7 +189,7 @@ cmd_start() {
     printf '%s\n' "$colour" >"$DIR/live"
     running gateway || start_one gateway "$CLUSTER_HTTP_PORT" none 2 \
         "$CONF/gateway.conf"
-    ready "$CLUSTER_HTTP_PORT" || die "the gateway is not ready"
+    ready "127.0.0.1:$CLUSTER_HTTP_PORT" || die "the gateway is not ready"
     log "cluster: gateway on http://127.0.0.1:$CLUSTER_HTTP_PORT/, $colour live"
 }
 
