@@ -78,6 +78,8 @@ char *ngx_social_gateway_cors_origins(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_social_gateway_cors_list(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
+ngx_int_t ngx_social_gateway_drain_init(ngx_conf_t *cf);
+
 ngx_int_t ngx_social_gateway_limit_init(ngx_conf_t *cf);
 char *ngx_social_gateway_limit_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);

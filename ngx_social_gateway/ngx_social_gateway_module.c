@@ -252,6 +252,7 @@ ngx_social_gateway_postconfiguration(ngx_conf_t *cf)
     if (ngx_social_gateway_health_init(cf) != NGX_OK
         || ngx_social_gateway_metrics_init(cf) != NGX_OK
         || ngx_social_gateway_cors_init(cf) != NGX_OK
+        || ngx_social_gateway_drain_init(cf) != NGX_OK
         || ngx_social_gateway_limit_init(cf) != NGX_OK
         || ngx_social_gateway_auth_init(cf) != NGX_OK)
     {
