@@ -165,7 +165,6 @@ ngx_social_gateway_cors_preflight(ngx_http_request_t *r)
     ngx_uint_t                      allowed;
     ngx_http_variable_value_t      *method;
     ngx_social_gateway_loc_conf_t  *glcf;
-    u_char                          buf[NGX_TIME_T_LEN];
 
     glcf = ngx_http_get_module_loc_conf(r, ngx_social_gateway_module);
 
@@ -185,8 +184,13 @@ ngx_social_gateway_cors_preflight(ngx_http_request_t *r)
     }
 
     if (allowed) {
-        max_age.data = buf;
-        max_age.len = ngx_sprintf(buf, "%T", glcf->cors_max_age) - buf;
+        max_age.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (max_age.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        max_age.len = ngx_sprintf(max_age.data, "%T", glcf->cors_max_age)
+                      - max_age.data;
 
         if (ngx_social_gateway_cors_header(r, "Access-Control-Allow-Methods",
                                            &glcf->cors_methods)
