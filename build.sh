@@ -31,7 +31,7 @@ PACKAGES=(nginx nginx-dev libpq-dev libhiredis-dev libjansson-dev libssl-dev
           pkg-config make gcc postgresql postgresql-client redis-server
           libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
           libhttp-message-perl liburi-perl libtext-diff-perl libipc-run-perl
-          valgrind wrk)
+          valgrind wrk curl)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
