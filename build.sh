@@ -3,6 +3,7 @@
 # The one entry point: deps, build, migrate, run, stop, test, bench.
 #
 #   ./build.sh run      the whole API on http://127.0.0.1:8080
+#                       (--cluster: the split deployment, conf/cluster/)
 #   ./build.sh test     the whole test suite (--memcheck: under valgrind)
 #
 set -euo pipefail
@@ -20,6 +21,8 @@ MODULES=(core gateway users posts chat)
 RUN_HTTP_PORT=${SOCIAL_HTTP_PORT:-8080}
 RUN_PG_PORT=${SOCIAL_PG_PORT:-15432}
 RUN_REDIS_PORT=${SOCIAL_REDIS_PORT:-16379}
+# the cluster's service instances: blue base+1..6, green base+11..16
+RUN_CLUSTER_PORT_BASE=${SOCIAL_CLUSTER_PORT_BASE:-9100}
 
 TEST_PG_PORT=${TEST_NGINX_PG_PORT:-25432}
 TEST_REDIS_PORT=${TEST_NGINX_REDIS_PORT:-26379}
@@ -28,7 +31,7 @@ PACKAGES=(nginx nginx-dev libpq-dev libhiredis-dev libjansson-dev libssl-dev
           pkg-config make gcc postgresql postgresql-client redis-server
           libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
           libhttp-message-perl liburi-perl libtext-diff-perl libipc-run-perl
-          valgrind wrk)
+          valgrind wrk curl)
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
@@ -40,8 +43,12 @@ usage: ./build.sh COMMAND [ARGS]
   deps              install what is missing (apt-get)
   build             compile the modules into build/ (incremental)
   migrate           apply schema migrations to the database of 'run'
-  run               start PostgreSQL, Redis and nginx under .run/,
-                    print the URL (safe to re-run: restarts nginx)
+  run [--cluster]   start PostgreSQL, Redis and nginx under .run/,
+                    print the URL (safe to re-run: restarts nginx);
+                    --cluster: a gateway and two instances of each
+                    service instead (conf/cluster/)
+  deploy blue|green build, start that colour's service instances and
+                    switch the cluster's gateway to them (graceful reload)
   stop              stop what 'run' started
   test [--memcheck] [t/FILE.t ...]
                     the test suite against a throw-away PostgreSQL
@@ -275,7 +282,15 @@ make_keys() {   # dir [test]
 
 # ----------------------------------------------------------------- run
 
-nginx_conf() {  # prefix port
+# conf/social.conf with the ports of this run
+social_conf() {
+    sed -e "s/listen 127.0.0.1:8080/listen 127.0.0.1:$RUN_HTTP_PORT/" \
+        -e "s/port=15432/port=$RUN_PG_PORT/" \
+        -e "s/127.0.0.1:16379/127.0.0.1:$RUN_REDIS_PORT/" \
+        "$ROOT/conf/social.conf"
+}
+
+nginx_conf() {  # prefix
     local prefix=$1 so
     {
         for so in $(module_sos); do printf 'load_module %s;\n' "$so"; done
@@ -298,10 +313,19 @@ http {
     uwsgi_temp_path $prefix/tmp/uwsgi;
     scgi_temp_path $prefix/tmp/scgi;
 
-    include $ROOT/conf/social.conf;
+    include $prefix/social.conf;
 }
 EOF
     }
+}
+
+# conf/cluster/cluster.sh with the ports and folders of this run
+cluster() {
+    CLUSTER_DIR=$RUN/cluster CLUSTER_HTTP_PORT=$RUN_HTTP_PORT \
+    CLUSTER_PORT_BASE=$RUN_CLUSTER_PORT_BASE CLUSTER_PG_PORT=$RUN_PG_PORT \
+    CLUSTER_REDIS_PORT=$RUN_REDIS_PORT CLUSTER_KEYS=$RUN/keys \
+    CLUSTER_MODULES="$(module_sos | tr "\n" " ")" CLUSTER_NGINX=$NGINX \
+        bash "$ROOT/conf/cluster/cluster.sh" "$@"
 }
 
 nginx_stop() {  # pidfile
@@ -315,7 +339,12 @@ nginx_stop() {  # pidfile
 }
 
 cmd_run() {
-    local pgdata
+    local pgdata mode=single
+    case ${1:-} in
+        --cluster) mode=cluster ;;
+        '') ;;
+        *) die "unknown run option: $1" ;;
+    esac
     cmd_deps
     cmd_build
     mkdir -p "$RUN/logs" "$RUN/tmp"
@@ -328,6 +357,14 @@ cmd_run() {
     migrate_at "$RUN_PG_PORT"
     make_keys "$RUN/keys"
 
+    if [ $mode = cluster ]; then
+        nginx_stop "$RUN/nginx.pid"
+        cluster start
+        return
+    fi
+
+    cluster stop
+    social_conf >"$RUN/social.conf"
     nginx_conf "$RUN" >"$RUN/nginx.conf"
     $NGINX -q -t -c "$RUN/nginx.conf" -p "$RUN/" \
         || die "the nginx configuration is not valid"
@@ -342,7 +379,19 @@ cmd_run() {
     log "the API is on http://127.0.0.1:$RUN_HTTP_PORT/ (./build.sh stop)"
 }
 
+cmd_deploy() {
+    case ${1:-} in
+        blue|green) ;;
+        *) die "deploy needs a colour: blue or green" ;;
+    esac
+    [ -f "$RUN/cluster/gateway/nginx.pid" ] \
+        || die "the cluster is not running (./build.sh run --cluster)"
+    cmd_build
+    cluster deploy "$1"
+}
+
 cmd_stop() {
+    cluster stop
     nginx_stop "$RUN/nginx.pid"
     redis_stop "$RUN/redis"
     [ -f "$RUN/pgdata" ] && pg_stop "$(cat "$RUN/pgdata")"
@@ -472,6 +521,7 @@ case $command in
     migrate) cmd_migrate ;;
     run)     cmd_run "$@" ;;
     stop)    cmd_stop ;;
+    deploy)  cmd_deploy "$@" ;;
     test)    cmd_test "$@" ;;
     bench)   cmd_bench "$@" ;;
     -h|--help|help) usage ;;

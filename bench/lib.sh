@@ -68,8 +68,11 @@ CONF
 }
 
 bench_nginx_stop() {
-    [ -f "$BENCH_DIR/nginx.pid" ] && kill -QUIT "$(cat "$BENCH_DIR/nginx.pid")"
-    sleep 0.5
+    local pid
+    [ -f "$BENCH_DIR/nginx.pid" ] || return 0
+    pid=$(cat "$BENCH_DIR/nginx.pid")
+    kill -QUIT "$pid"
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 }
 
 trap 'bench_nginx_stop 2>/dev/null; rm -rf "$BENCH_DIR"' EXIT

@@ -63,6 +63,7 @@ struct ngx_social_ctx_s {
     ngx_http_request_t         *request;
     ngx_social_handler_pt       resume;    /* once the mirror is loaded */
     ngx_social_route_t         *route;
+    ngx_uint_t                  metric;    /* the route's metrics slot */
     int64_t                     user_id;   /* 0: anonymous */
     ngx_social_token_t          token;
     ngx_str_t                   params[NGX_SOCIAL_MAX_PARAMS];
@@ -77,6 +78,38 @@ typedef struct {
     ngx_social_redis_stats_t    redis;
     ngx_uint_t                  streams;   /* open WebSocket and SSE */
 } ngx_social_metrics_t;
+
+
+/* one worker's process figures */
+typedef struct {
+    ngx_pid_t                   pid;       /* 0: no such worker */
+    uint64_t                    cpu_user;  /* microseconds */
+    uint64_t                    cpu_system;
+    uint64_t                    rss;       /* bytes */
+} ngx_social_metrics_worker_t;
+
+
+/*
+ * Requests by route: API routes are named by their pattern, other
+ * locations by "social_metrics_route"; slot 0 is "unmatched", 1 "other".
+ * Every worker adds to the same atomics.  Latency buckets hold the
+ * requests of their own range only (le = the bound, the last is +Inf).
+ */
+#define NGX_SOCIAL_METRICS_UNMATCHED  0
+#define NGX_SOCIAL_METRICS_OTHER      1
+#define NGX_SOCIAL_METRICS_STATUSES   600      /* below 100: slot 0 */
+#define NGX_SOCIAL_METRICS_BUCKETS    14
+#define NGX_SOCIAL_METRICS_NAME       96
+
+typedef struct {
+    ngx_atomic_t                status[NGX_SOCIAL_METRICS_STATUSES];
+    ngx_atomic_t                latency[NGX_SOCIAL_METRICS_BUCKETS];
+    ngx_atomic_t                latency_ms;    /* the sum */
+    size_t                      len;
+    u_char                      name[NGX_SOCIAL_METRICS_NAME];
+} ngx_social_metrics_route_t;
+
+extern ngx_msec_t  ngx_social_metrics_bounds[NGX_SOCIAL_METRICS_BUCKETS - 1];
 
 
 /* Idempotency-Key: claimed() goes on in tx, whose write stores the answer */
@@ -213,6 +246,14 @@ json_t *ngx_social_json_str(ngx_str_t *s);
 
 void ngx_social_metrics_collect(ngx_social_metrics_t *sum);
 void ngx_social_metrics_streams(ngx_int_t delta);
+ngx_social_metrics_worker_t *ngx_social_metrics_worker(ngx_uint_t n);
+ngx_int_t ngx_social_metrics_route(ngx_conf_t *cf, ngx_str_t *name);
+ngx_uint_t ngx_social_metrics_nroutes(ngx_http_request_t *r);
+ngx_social_metrics_route_t *ngx_social_metrics_route_at(
+    ngx_http_request_t *r, ngx_uint_t route);
+void ngx_social_metrics_request(ngx_http_request_t *r, ngx_uint_t route,
+    ngx_uint_t status, ngx_msec_t ms);
+ngx_uint_t ngx_social_router_metric(ngx_http_request_t *r);
 
 /* idempotency */
 ngx_int_t ngx_social_idem_key(ngx_http_request_t *r, ngx_str_t *key);

@@ -369,6 +369,7 @@ ngx_social_core_error_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static void *
 ngx_social_core_create_main_conf(ngx_conf_t *cf)
 {
+    ngx_str_t                    *name;
     ngx_social_core_main_conf_t  *cmcf;
 
     cmcf = ngx_pcalloc(cf->pool, sizeof(ngx_social_core_main_conf_t));
@@ -378,10 +379,23 @@ ngx_social_core_create_main_conf(ngx_conf_t *cf)
 
     if (ngx_array_init(&cmcf->routes, cf->pool, 32,
                        sizeof(ngx_social_compiled_route_t))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&cmcf->metric_names, cf->pool, 32,
+                          sizeof(ngx_str_t))
+           != NGX_OK)
     {
         return NULL;
     }
+
+    /* NGX_SOCIAL_METRICS_UNMATCHED and NGX_SOCIAL_METRICS_OTHER */
+
+    name = ngx_array_push_n(&cmcf->metric_names, 2);
+    if (name == NULL) {
+        return NULL;
+    }
+
+    ngx_str_set(&name[0], "unmatched");
+    ngx_str_set(&name[1], "other");
 
     return cmcf;
 }

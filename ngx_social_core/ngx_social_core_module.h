@@ -19,11 +19,14 @@ typedef struct {
     ngx_social_route_t         *route;
     ngx_social_segment_t       *segments;
     ngx_uint_t                  nsegments;
+    ngx_uint_t                  metric;    /* metrics slot of the pattern */
 } ngx_social_compiled_route_t;
 
 
 typedef struct {
     ngx_array_t                 routes;    /* ngx_social_compiled_route_t */
+    ngx_array_t                 metric_names;  /* ngx_str_t */
+    ngx_social_metrics_route_t **metric_slots; /* by name, in shm */
 } ngx_social_core_main_conf_t;
 
 

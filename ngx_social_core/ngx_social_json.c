@@ -6,6 +6,9 @@
 #include "ngx_social_core_module.h"
 
 
+#define NGX_SOCIAL_JSON_GUESS  256     /* bytes tried for a body first */
+
+
 static void ngx_social_json_cleanup(void *data);
 
 
@@ -24,15 +27,27 @@ ngx_social_send_json(ngx_http_request_t *r, ngx_uint_t status, json_t *json)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    text.len = json_dumpb(json, NULL, 0, JSON_COMPACT);
-    text.data = ngx_pnalloc(r->pool, text.len ? text.len : 1);
+    /* most bodies fit the first guess: dumped once, not measured first */
 
-    if (text.data == NULL
-        || json_dumpb(json, (char *) text.data, text.len, JSON_COMPACT)
-           != text.len)
-    {
+    text.data = ngx_pnalloc(r->pool, NGX_SOCIAL_JSON_GUESS);
+    if (text.data == NULL) {
         json_decref(json);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    text.len = json_dumpb(json, (char *) text.data, NGX_SOCIAL_JSON_GUESS,
+                          JSON_COMPACT);
+
+    if (text.len > NGX_SOCIAL_JSON_GUESS) {
+        text.data = ngx_pnalloc(r->pool, text.len);
+
+        if (text.data == NULL
+            || json_dumpb(json, (char *) text.data, text.len, JSON_COMPACT)
+               != text.len)
+        {
+            json_decref(json);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     json_decref(json);

@@ -6,6 +6,9 @@
 #include "ngx_social_core_module.h"
 
 
+static ngx_social_compiled_route_t *ngx_social_router_find(
+    ngx_http_request_t *r, ngx_str_t *seg, ngx_uint_t nseg,
+    ngx_uint_t *allowed);
 static ngx_uint_t ngx_social_router_split(ngx_str_t *path, ngx_str_t *out,
     ngx_uint_t max);
 
@@ -41,6 +44,12 @@ ngx_social_routes_add(ngx_conf_t *cf, ngx_social_route_t *routes,
 
         cr->route = &routes[i];
         cr->nsegments = nseg;
+        cr->metric = ngx_social_metrics_route(cf, &routes[i].pattern);
+
+        if (cr->metric == (ngx_uint_t) NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
         cr->segments = ngx_palloc(cf->pool,
                                   nseg * sizeof(ngx_social_segment_t));
         if (cr->segments == NULL) {
@@ -70,25 +79,80 @@ ngx_social_routes_add(ngx_conf_t *cf, ngx_social_route_t *routes,
 /*
  * Finds the route for r->uri.  NGX_OK: ctx->route and ctx->params are set.
  * NGX_HTTP_NOT_ALLOWED: the path exists, *allowed has its methods.
- * NGX_DECLINED: no such path.
+ * NGX_DECLINED: no such path.  ctx->metric is the path's pattern, if any.
  */
 
 ngx_int_t
 ngx_social_router_match(ngx_http_request_t *r, ngx_social_ctx_t *ctx,
     ngx_uint_t *allowed)
 {
-    ngx_uint_t                    i, j, nseg, method;
+    ngx_uint_t                    j, nseg;
     ngx_str_t                     seg[NGX_SOCIAL_MAX_SEGMENTS + 1];
-    ngx_social_core_main_conf_t  *cmcf;
     ngx_social_compiled_route_t  *cr;
+
+    nseg = ngx_social_router_split(&r->uri, seg, NGX_SOCIAL_MAX_SEGMENTS + 1);
+
+    cr = ngx_social_router_find(r, seg, nseg, allowed);
+
+    if (cr == NULL) {
+        return *allowed ? NGX_HTTP_NOT_ALLOWED : NGX_DECLINED;
+    }
+
+    ctx->metric = cr->metric;
+
+    if (*allowed) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    ctx->route = cr->route;
+    ctx->nparams = 0;
+
+    for (j = 0; j < nseg; j++) {
+        if (cr->segments[j].param) {
+            ctx->params[ctx->nparams++] = seg[j];
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* the metrics slot of the route pattern r->uri matches, whatever method */
+
+ngx_uint_t
+ngx_social_router_metric(ngx_http_request_t *r)
+{
+    ngx_uint_t                    nseg, allowed;
+    ngx_str_t                     seg[NGX_SOCIAL_MAX_SEGMENTS + 1];
+    ngx_social_compiled_route_t  *cr;
+
+    nseg = ngx_social_router_split(&r->uri, seg, NGX_SOCIAL_MAX_SEGMENTS + 1);
+
+    cr = ngx_social_router_find(r, seg, nseg, &allowed);
+
+    return cr ? cr->metric : NGX_SOCIAL_METRICS_UNMATCHED;
+}
+
+
+/*
+ * The route of the path's segments for r's method; else the last route of
+ * the path with *allowed holding the path's methods; else NULL.
+ */
+
+static ngx_social_compiled_route_t *
+ngx_social_router_find(ngx_http_request_t *r, ngx_str_t *seg,
+    ngx_uint_t nseg, ngx_uint_t *allowed)
+{
+    ngx_uint_t                    i, j, method;
+    ngx_social_core_main_conf_t  *cmcf;
+    ngx_social_compiled_route_t  *cr, *found;
     ngx_social_segment_t         *s;
 
     cmcf = ngx_http_get_module_main_conf(r, ngx_social_core_module);
 
-    nseg = ngx_social_router_split(&r->uri, seg, NGX_SOCIAL_MAX_SEGMENTS + 1);
-
     method = (r->method == NGX_HTTP_HEAD) ? NGX_HTTP_GET : r->method;
     *allowed = 0;
+    found = NULL;
 
     cr = cmcf->routes.elts;
 
@@ -118,22 +182,16 @@ ngx_social_router_match(ngx_http_request_t *r, ngx_social_ctx_t *ctx,
 
         if (!(cr[i].route->methods & method)) {
             *allowed |= cr[i].route->methods;
+            found = &cr[i];
             continue;
         }
 
-        ctx->route = cr[i].route;
-        ctx->nparams = 0;
+        *allowed = 0;
 
-        for (j = 0; j < nseg; j++) {
-            if (s[j].param) {
-                ctx->params[ctx->nparams++] = seg[j];
-            }
-        }
-
-        return NGX_OK;
+        return &cr[i];
     }
 
-    return *allowed ? NGX_HTTP_NOT_ALLOWED : NGX_DECLINED;
+    return found;
 }
 
 

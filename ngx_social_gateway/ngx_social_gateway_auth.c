@@ -9,11 +9,6 @@
 #include "ngx_social_gateway.h"
 
 
-typedef struct {
-    int64_t                     user_id;
-} ngx_social_gateway_auth_ctx_t;
-
-
 static ngx_int_t ngx_social_gateway_auth_resume(ngx_http_request_t *r,
     ngx_social_ctx_t *wait);
 static ngx_int_t ngx_social_gateway_auth_variable(ngx_http_request_t *r,
@@ -37,8 +32,8 @@ ngx_social_gateway_auth_handler(ngx_http_request_t *r)
     const char                      *error, *message;
     ngx_social_ctx_t                *wait;
     ngx_social_token_t               token;
+    ngx_social_gateway_ctx_t        *ctx;
     ngx_social_gateway_loc_conf_t   *glcf;
-    ngx_social_gateway_auth_ctx_t   *ctx;
 
     glcf = ngx_http_get_module_loc_conf(r, ngx_social_gateway_module);
 
@@ -74,15 +69,36 @@ ngx_social_gateway_auth_handler(ngx_http_request_t *r)
         return NGX_HTTP_UNAUTHORIZED;
     }
 
-    ctx = ngx_palloc(r->pool, sizeof(ngx_social_gateway_auth_ctx_t));
+    ctx = ngx_social_gateway_ctx(r);
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ctx->user_id = token.sub;
-    ngx_http_set_ctx(r, ctx, ngx_social_gateway_module);
 
     return NGX_DECLINED;
+}
+
+
+/* the gateway's context of r, created on first use */
+
+ngx_social_gateway_ctx_t *
+ngx_social_gateway_ctx(ngx_http_request_t *r)
+{
+    ngx_social_gateway_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_social_gateway_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_social_gateway_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_social_gateway_module);
+    }
+
+    return ctx;
 }
 
 
@@ -132,7 +148,7 @@ ngx_social_gateway_auth_variable(ngx_http_request_t *r,
     int64_t                         id;
     u_char                         *p;
     ngx_social_ctx_t               *core;
-    ngx_social_gateway_auth_ctx_t  *ctx;
+    ngx_social_gateway_ctx_t       *ctx;
 
     ctx = ngx_http_get_module_ctx(r->main, ngx_social_gateway_module);
     core = ngx_http_get_module_ctx(r->main, ngx_social_core_module);

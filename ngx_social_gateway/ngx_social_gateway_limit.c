@@ -1,7 +1,11 @@
 /*
- * Rate limits that hold across workers and nodes: GCRA in Redis, one
- * EVALSHA per request, time taken from Redis so that node clocks do not
- * matter, atomic so that counts are exact under any concurrency.
+ * Rate limits that hold across workers and nodes: GCRA in Redis, time
+ * taken from Redis so that node clocks do not matter, atomic so that
+ * counts are exact under any concurrency.  The checks of all the requests
+ * of one turn of a worker's event loop go to Redis as one EVALSHA over
+ * all their keys (posted to the end of the turn): the script's cost and
+ * the round trip are shared, and the script still runs the keys one after
+ * the other, so a key that appears twice is counted twice, exactly.
  *
  * "social_limit read|write|login rate=Nr/s|Nr/m burst=B": API requests
  * with GET or HEAD are "read", the others "write", a route flagged
@@ -10,6 +14,12 @@
  * for an authenticated request, else the client address.  Answers carry
  * RateLimit-Limit/-Remaining/-Reset; a refusal is 429 rate_limited with
  * Retry-After.
+ *
+ * "social_limit_location on | login | off" applies the same limits in the
+ * access phase of a plain location (a proxied service): "on" by method,
+ * "login" the login group; the user is the one social_auth found, which
+ * is why this handler runs after social_auth's.  A refusal there is the
+ * status 429, answered through error_page like nginx's own errors.
  *
  * While Redis does not answer, the same algorithm runs on this node's
  * buckets in shared memory ("social_limit_fallback local", the default):
@@ -21,11 +31,25 @@
 
 
 typedef struct {
-    ngx_social_ctx_t               *ctx;
+    ngx_queue_t                     queue;     /* in the turn's batch */
+    ngx_social_ctx_t               *ctx;       /* an API route's, or NULL */
+    ngx_social_gateway_ctx_t       *gctx;      /* a plain location's */
     ngx_http_request_t             *r;
     ngx_social_gateway_limit_t     *limit;
     ngx_str_t                       key;
+    void                          **sent;      /* its place in a batch */
+    unsigned                        queued:1;
 } ngx_social_gateway_limit_ctx_t;
+
+
+/*
+ * A batch sent: the checks in key order (NULL: terminated meanwhile),
+ * then the script's argv.
+ */
+typedef struct {
+    ngx_uint_t                      n;
+    ngx_social_gateway_limit_ctx_t *lc[1];
+} ngx_social_gateway_batch_t;
 
 
 /* a node's bucket in shared memory: the key follows the struct */
@@ -54,10 +78,19 @@ typedef struct {
 
 
 static ngx_social_gateway_limit_t *ngx_social_gateway_limit_group(
-    ngx_http_request_t *r, ngx_social_ctx_t *ctx);
+    ngx_http_request_t *r, ngx_uint_t login);
 static ngx_int_t ngx_social_gateway_limit(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
+static ngx_int_t ngx_social_gateway_limit_access(ngx_http_request_t *r);
+static ngx_int_t ngx_social_gateway_limit_check(
+    ngx_social_gateway_limit_ctx_t *lc, int64_t user_id);
+static void ngx_social_gateway_limit_flush(ngx_event_t *ev);
+static void ngx_social_gateway_limit_cancel(void *data);
 static void ngx_social_gateway_limited(redisReply *reply, void *data);
+static void ngx_social_gateway_limit_resume(
+    ngx_social_gateway_limit_ctx_t *lc, ngx_int_t rc);
+static ngx_int_t ngx_social_gateway_limit_done(
+    ngx_social_gateway_limit_ctx_t *lc, ngx_int_t rc);
 static ngx_int_t ngx_social_gateway_limit_local(
     ngx_social_gateway_limit_ctx_t *lc);
 static void ngx_social_gateway_limit_gcra(ngx_social_gateway_limit_t *limit,
@@ -70,33 +103,58 @@ static ngx_int_t ngx_social_gateway_limit_header(ngx_http_request_t *r,
     const char *name, ngx_int_t value);
 
 
+/* checks in one batch at most (the script's argv: 3 strings a check) */
+#define NGX_SOCIAL_GATEWAY_BATCH  512
+
+
 /*
- * KEYS[1] the bucket; ARGV[1] ms between requests, ARGV[2] the burst.
- * Returns {allowed, remaining, ms until full again, ms until allowed}.
+ * KEYS[i] a bucket; ARGV[2i-1] its ms between requests, ARGV[2i] its
+ * burst.  Returns {allowed, remaining, ms until full again, ms until
+ * allowed} for each key, one after the other.
  */
 static ngx_social_redis_script_t  ngx_social_gateway_gcra = {
     ngx_string(
-        "local interval = tonumber(ARGV[1]) "
-        "local burst = tonumber(ARGV[2]) "
         "local t = redis.call('TIME') "
         "local now = t[1] * 1000 + math.floor(t[2] / 1000) "
-        "local tat = tonumber(redis.call('GET', KEYS[1])) or now "
-        "if tat < now then tat = now end "
-        "local new_tat = tat + interval "
-        "local allow_at = new_tat - interval * burst "
-        "if allow_at > now then "
-        "  return {0, 0, tat - now, allow_at - now} "
+        "local out = {} "
+        "for i = 1, #KEYS do "
+        "  local interval = tonumber(ARGV[2 * i - 1]) "
+        "  local burst = tonumber(ARGV[2 * i]) "
+        "  local tat = tonumber(redis.call('GET', KEYS[i])) or now "
+        "  if tat < now then tat = now end "
+        "  local new_tat = tat + interval "
+        "  local allow_at = new_tat - interval * burst "
+        "  local n = #out "
+        "  if allow_at > now then "
+        "    out[n + 1] = 0 out[n + 2] = 0 "
+        "    out[n + 3] = tat - now out[n + 4] = allow_at - now "
+        "  else "
+        "    redis.call('SET', KEYS[i], new_tat, 'PX', new_tat - now) "
+        "    out[n + 1] = 1 "
+        "    out[n + 2] = math.floor((now - allow_at) / interval) "
+        "    out[n + 3] = new_tat - now out[n + 4] = 0 "
+        "  end "
         "end "
-        "redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now) "
-        "return {1, math.floor((now - allow_at) / interval), "
-        "        new_tat - now, 0}"),
+        "return out"),
     { 0 }
 };
 
 
+/* this worker's checks of the current turn, sent when it ends */
+static ngx_queue_t       ngx_social_gateway_batch;
+static ngx_uint_t        ngx_social_gateway_nbatch;
+static ngx_event_t       ngx_social_gateway_flush;
+static ngx_connection_t  ngx_social_gateway_flush_conn;
+
+
+/* call before ngx_social_gateway_auth_init(): this handler runs after */
+
 ngx_int_t
 ngx_social_gateway_limit_init(ngx_conf_t *cf)
 {
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
     if (ngx_social_redis_script_register(cf, &ngx_social_gateway_gcra)
         != NGX_OK)
     {
@@ -104,6 +162,15 @@ ngx_social_gateway_limit_init(ngx_conf_t *cf)
     }
 
     ngx_social_set_limiter(ngx_social_gateway_limit);
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_social_gateway_limit_access;
 
     return NGX_OK;
 }
@@ -244,7 +311,7 @@ ngx_social_gateway_limit_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static ngx_social_gateway_limit_t *
-ngx_social_gateway_limit_group(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
+ngx_social_gateway_limit_group(ngx_http_request_t *r, ngx_uint_t login)
 {
     ngx_uint_t                       group;
     ngx_social_gateway_limit_t      *limit;
@@ -252,7 +319,7 @@ ngx_social_gateway_limit_group(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 
     gmcf = ngx_http_get_module_main_conf(r, ngx_social_gateway_module);
 
-    if (ctx->route->flags & NGX_SOCIAL_ROUTE_LOGIN) {
+    if (login) {
         group = 2;
 
     } else if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
@@ -268,38 +335,105 @@ ngx_social_gateway_limit_group(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 }
 
 
+/* the limiter of API routes, before the route's handler */
+
 static ngx_int_t
 ngx_social_gateway_limit(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 {
-    u_char                          *key, *p;
-    ngx_social_redis_argv_t          args;
-    ngx_social_gateway_limit_t      *limit;
     ngx_social_gateway_limit_ctx_t  *lc;
-    const char                     **argv;
-    size_t                          *argvlen;
 
-    limit = ngx_social_gateway_limit_group(r, ctx);
-
-    if (limit == NULL) {
-        return ngx_social_core_proceed(r, ctx);
-    }
-
-    lc = ngx_palloc(r->pool, sizeof(ngx_social_gateway_limit_ctx_t));
-    key = ngx_pnalloc(r->pool, sizeof("social:rl:login:u:") + NGX_INT64_LEN
-                               + r->connection->addr_text.len);
-    argv = ngx_palloc(r->pool, 3 * sizeof(char *));
-    argvlen = ngx_palloc(r->pool, 3 * sizeof(size_t));
-
-    if (lc == NULL || key == NULL || argv == NULL || argvlen == NULL) {
+    lc = ngx_pcalloc(r->pool, sizeof(ngx_social_gateway_limit_ctx_t));
+    if (lc == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    lc->ctx = ctx;
     lc->r = r;
-    lc->limit = limit;
+    lc->ctx = ctx;
+    lc->limit = ngx_social_gateway_limit_group(r,
+                                 ctx->route->flags & NGX_SOCIAL_ROUTE_LOGIN);
 
-    if (ctx->user_id) {
-        p = ngx_sprintf(key, "social:rl:%V:u:%L", &limit->name, ctx->user_id);
+    if (lc->limit == NULL) {
+        return ngx_social_core_proceed(r, ctx);
+    }
+
+    return ngx_social_gateway_limit_check(lc, ctx->user_id);
+}
+
+
+/*
+ * The access-phase limiter of plain locations.  While Redis answers the
+ * request waits (NGX_DONE, held); the verdict then runs the phases again
+ * from here, and this returns it.
+ */
+
+static ngx_int_t
+ngx_social_gateway_limit_access(ngx_http_request_t *r)
+{
+    ngx_social_gateway_ctx_t        *gctx;
+    ngx_social_gateway_limit_ctx_t  *lc;
+    ngx_social_gateway_loc_conf_t   *glcf;
+
+    glcf = ngx_http_get_module_loc_conf(r, ngx_social_gateway_module);
+
+    if (glcf->limit == NGX_SOCIAL_GATEWAY_LIMIT_OFF || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    gctx = ngx_social_gateway_ctx(r);
+    if (gctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (gctx->limited) {
+        return gctx->limit_rc;
+    }
+
+    lc = ngx_pcalloc(r->pool, sizeof(ngx_social_gateway_limit_ctx_t));
+    if (lc == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    lc->r = r;
+    lc->gctx = gctx;
+    lc->limit = ngx_social_gateway_limit_group(r,
+                           glcf->limit == NGX_SOCIAL_GATEWAY_LIMIT_LOGIN);
+
+    if (lc->limit == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_social_gateway_limit_check(lc, gctx->user_id);
+}
+
+
+/*
+ * The check joins this turn's batch; the request is held until the
+ * verdict, and a request terminated meanwhile leaves the batch (or its
+ * verdict is dropped).
+ */
+
+static ngx_int_t
+ngx_social_gateway_limit_check(ngx_social_gateway_limit_ctx_t *lc,
+    int64_t user_id)
+{
+    u_char                      *key, *p;
+    ngx_http_cleanup_t          *cln;
+    ngx_http_request_t          *r;
+    ngx_social_gateway_limit_t  *limit;
+
+    r = lc->r;
+    limit = lc->limit;
+
+    key = ngx_pnalloc(r->pool, sizeof("social:rl:login:u:") + NGX_INT64_LEN
+                               + r->connection->addr_text.len);
+    cln = ngx_http_cleanup_add(r, 0);
+
+    if (key == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (user_id) {
+        p = ngx_sprintf(key, "social:rl:%V:u:%L", &limit->name, user_id);
 
     } else {
         p = ngx_sprintf(key, "social:rl:%V:a:%V", &limit->name,
@@ -309,57 +443,209 @@ ngx_social_gateway_limit(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
     lc->key.data = key;
     lc->key.len = p - key;
 
-    argv[0] = (const char *) key;
-    argvlen[0] = lc->key.len;
+    cln->handler = ngx_social_gateway_limit_cancel;
+    cln->data = lc;
 
-    argv[1] = (const char *) limit->args[0].data;
-    argvlen[1] = limit->args[0].len;
-    argv[2] = (const char *) limit->args[1].data;
-    argvlen[2] = limit->args[1].len;
+    if (ngx_social_gateway_nbatch == 0) {
+        ngx_queue_init(&ngx_social_gateway_batch);
+        ngx_social_gateway_flush.handler = ngx_social_gateway_limit_flush;
+        ngx_social_gateway_flush_conn.fd = (ngx_socket_t) -1;
+        ngx_social_gateway_flush.data = &ngx_social_gateway_flush_conn;
+        ngx_social_gateway_flush.log = ngx_cycle->log;
+        ngx_post_event(&ngx_social_gateway_flush, &ngx_posted_events);
+    }
 
-    args.argc = 3;
-    args.argv = argv;
-    args.argvlen = argvlen;
-
+    ngx_queue_insert_tail(&ngx_social_gateway_batch, &lc->queue);
+    lc->queued = 1;
     r->main->count++;
 
-    if (ngx_social_redis_eval(r, &ngx_social_gateway_gcra, 1, &args,
-                              ngx_social_gateway_limited, lc)
-        != NGX_OK)
-    {
-        r->main->count--;
-        return ngx_social_gateway_limit_local(lc);
+    if (++ngx_social_gateway_nbatch == NGX_SOCIAL_GATEWAY_BATCH) {
+        ngx_delete_posted_event(&ngx_social_gateway_flush);
+        ngx_social_gateway_limit_flush(&ngx_social_gateway_flush);
     }
 
     return NGX_DONE;
 }
 
 
+/* the end of the turn: one EVALSHA for every check queued in it */
+
 static void
-ngx_social_gateway_limited(redisReply *reply, void *data)
+ngx_social_gateway_limit_flush(ngx_event_t *ev)
 {
-    ngx_social_gateway_limit_ctx_t  *lc = data;
+    size_t                           size;
+    ngx_uint_t                       i, n;
+    ngx_queue_t                     *q;
+    const char                     **argv;
+    size_t                          *argvlen;
+    ngx_social_redis_argv_t          args;
+    ngx_social_gateway_batch_t      *b;
+    ngx_social_gateway_limit_ctx_t  *lc;
 
-    ngx_social_gateway_verdict_t  v;
+    n = ngx_social_gateway_nbatch;
+    ngx_social_gateway_nbatch = 0;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 4)
-    {
-        /* the Redis adapter logs the outage itself, once */
-        ngx_log_error(NGX_LOG_INFO, lc->r->connection->log, 0,
-                      "social: rate limit of \"%V\" checked on this node: "
-                      "Redis did not answer", &lc->limit->name);
-        ngx_http_finalize_request(lc->r,
-                                  ngx_social_gateway_limit_local(lc));
+    if (n == 0) {
         return;
     }
 
-    v.allowed = reply->element[0]->integer;
-    v.remaining = reply->element[1]->integer;
-    v.reset = reply->element[2]->integer;
-    v.retry = reply->element[3]->integer;
+    size = sizeof(ngx_social_gateway_batch_t)
+           + n * sizeof(ngx_social_gateway_limit_ctx_t *)
+           + 3 * n * (sizeof(char *) + sizeof(size_t));
 
-    ngx_http_finalize_request(lc->r, ngx_social_gateway_limit_answer(lc, &v));
+    b = ngx_alloc(size, ev->log);
+
+    i = 0;
+
+    while (!ngx_queue_empty(&ngx_social_gateway_batch)) {
+        q = ngx_queue_head(&ngx_social_gateway_batch);
+        ngx_queue_remove(q);
+
+        lc = ngx_queue_data(q, ngx_social_gateway_limit_ctx_t, queue);
+        lc->queued = 0;
+
+        if (b == NULL) {
+            /* no memory: the node's buckets decide */
+            ngx_social_gateway_limit_resume(lc,
+                                           ngx_social_gateway_limit_local(lc));
+            continue;
+        }
+
+        lc->sent = (void **) &b->lc[i];
+        b->lc[i++] = lc;
+    }
+
+    if (b == NULL) {
+        return;
+    }
+
+    b->n = i;
+    argv = (const char **) &b->lc[i];
+    argvlen = (size_t *) (argv + 3 * i);
+
+    for (i = 0; i < b->n; i++) {
+        lc = b->lc[i];
+
+        argv[i] = (const char *) lc->key.data;
+        argvlen[i] = lc->key.len;
+        argv[b->n + 2 * i] = (const char *) lc->limit->args[0].data;
+        argvlen[b->n + 2 * i] = lc->limit->args[0].len;
+        argv[b->n + 2 * i + 1] = (const char *) lc->limit->args[1].data;
+        argvlen[b->n + 2 * i + 1] = lc->limit->args[1].len;
+    }
+
+    args.argc = 3 * b->n;
+    args.argv = argv;
+    args.argvlen = argvlen;
+
+    if (ngx_social_redis_eval(NULL, &ngx_social_gateway_gcra, b->n, &args,
+                              ngx_social_gateway_limited, b)
+        != NGX_OK)
+    {
+        ngx_social_gateway_limited(NULL, b);
+    }
+}
+
+
+static void
+ngx_social_gateway_limit_cancel(void *data)
+{
+    ngx_social_gateway_limit_ctx_t  *lc = data;
+
+    if (lc->queued) {
+        ngx_queue_remove(&lc->queue);
+        lc->queued = 0;
+        ngx_social_gateway_nbatch--;
+    }
+
+    /* lc goes with the request's pool: the batch forgets it */
+
+    if (lc->sent != NULL) {
+        *lc->sent = NULL;
+    }
+}
+
+
+static void
+ngx_social_gateway_limited(redisReply *reply, void *data)
+{
+    ngx_social_gateway_batch_t  *b = data;
+
+    ngx_uint_t                       i;
+    redisReply                     **e;
+    ngx_social_gateway_limit_ctx_t  *lc;
+    ngx_social_gateway_verdict_t     v;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 4 * b->n)
+    {
+        /* the Redis adapter logs the outage itself, once */
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, 0,
+                      "social: %ui rate limit checks made on this node: "
+                      "Redis did not answer", b->n);
+        reply = NULL;
+    }
+
+    for (i = 0; i < b->n; i++) {
+        lc = b->lc[i];
+
+        if (lc == NULL) {
+            continue;
+        }
+
+        lc->sent = NULL;
+
+        if (reply == NULL) {
+            ngx_social_gateway_limit_resume(lc,
+                                           ngx_social_gateway_limit_local(lc));
+            continue;
+        }
+
+        e = &reply->element[4 * i];
+        v.allowed = e[0]->integer;
+        v.remaining = e[1]->integer;
+        v.reset = e[2]->integer;
+        v.retry = e[3]->integer;
+
+        ngx_social_gateway_limit_resume(lc,
+                                      ngx_social_gateway_limit_answer(lc, &v));
+    }
+
+    ngx_free(b);
+}
+
+
+/* the verdict reached a held request */
+
+static void
+ngx_social_gateway_limit_resume(ngx_social_gateway_limit_ctx_t *lc,
+    ngx_int_t rc)
+{
+    ngx_connection_t  *c;
+
+    c = lc->r->connection;
+
+    ngx_http_finalize_request(lc->r, ngx_social_gateway_limit_done(lc, rc));
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* an API route's answer is final; a location's verdict resumes it */
+
+static ngx_int_t
+ngx_social_gateway_limit_done(ngx_social_gateway_limit_ctx_t *lc,
+    ngx_int_t rc)
+{
+    if (lc->gctx == NULL) {
+        return rc;
+    }
+
+    lc->gctx->limited = 1;
+    lc->gctx->limit_rc = rc;
+
+    ngx_http_core_run_phases(lc->r);
+
+    return NGX_DONE;
 }
 
 
@@ -381,7 +667,8 @@ ngx_social_gateway_limit_local(ngx_social_gateway_limit_ctx_t *lc)
     gmcf = ngx_http_get_module_main_conf(lc->r, ngx_social_gateway_module);
 
     if (!gmcf->fallback_local) {
-        return ngx_social_core_proceed(lc->r, lc->ctx);
+        return lc->ctx ? ngx_social_core_proceed(lc->r, lc->ctx)
+                       : NGX_DECLINED;
     }
 
     shpool = (ngx_slab_pool_t *) gmcf->zone->shm.addr;
@@ -515,7 +802,7 @@ ngx_social_gateway_limit_answer(ngx_social_gateway_limit_ctx_t *lc,
     }
 
     if (v->allowed) {
-        return ngx_social_core_proceed(r, lc->ctx);
+        return lc->ctx ? ngx_social_core_proceed(r, lc->ctx) : NGX_DECLINED;
     }
 
     if (ngx_social_gateway_limit_header(r, "Retry-After",
@@ -523,6 +810,10 @@ ngx_social_gateway_limit_answer(ngx_social_gateway_limit_ctx_t *lc,
         != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (lc->ctx == NULL) {
+        return NGX_SOCIAL_GATEWAY_TOO_MANY;
     }
 
     return ngx_social_send_error(r, 429, "rate_limited", "too many requests",

@@ -22,6 +22,14 @@ static ngx_conf_enum_t  ngx_social_gateway_fallbacks[] = {
 };
 
 
+ngx_conf_enum_t  ngx_social_gateway_limit_modes[] = {
+    { ngx_string("off"), NGX_SOCIAL_GATEWAY_LIMIT_OFF },
+    { ngx_string("on"), NGX_SOCIAL_GATEWAY_LIMIT_ON },
+    { ngx_string("login"), NGX_SOCIAL_GATEWAY_LIMIT_LOGIN },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_social_gateway_commands[] = {
 
     /* bearer token check for a location: required | optional | off */
@@ -40,6 +48,14 @@ static ngx_command_t  ngx_social_gateway_commands[] = {
       0,
       NULL },
 
+    /* the limits for a plain location: on (read/write) | login | off */
+    { ngx_string("social_limit_location"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_social_gateway_loc_conf_t, limit),
+      &ngx_social_gateway_limit_modes },
+
     /* while Redis is away: limits per node in shared memory, or none */
     { ngx_string("social_limit_fallback"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -47,6 +63,57 @@ static ngx_command_t  ngx_social_gateway_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_social_gateway_main_conf_t, fallback_local),
       &ngx_social_gateway_fallbacks },
+
+    /* the route a plain location's requests count under in /metrics */
+    { ngx_string("social_metrics_route"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_social_gateway_metrics_route,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    /* CORS: the origins allowed (or *), what a preflight allows */
+    { ngx_string("social_cors_origins"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_social_gateway_cors_origins,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("social_cors_methods"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_social_gateway_cors_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_social_gateway_loc_conf_t, cors_methods),
+      NULL },
+
+    { ngx_string("social_cors_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_social_gateway_cors_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_social_gateway_loc_conf_t, cors_headers),
+      NULL },
+
+    { ngx_string("social_cors_expose_headers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_social_gateway_cors_list,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_social_gateway_loc_conf_t, cors_expose),
+      NULL },
+
+    { ngx_string("social_cors_max_age"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_social_gateway_loc_conf_t, cors_max_age),
+      NULL },
+
+    { ngx_string("social_cors_credentials"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_social_gateway_loc_conf_t, cors_credentials),
+      NULL },
 
       ngx_null_command
 };
@@ -135,6 +202,11 @@ ngx_social_gateway_create_loc_conf(ngx_conf_t *cf)
     }
 
     glcf->auth = NGX_CONF_UNSET_UINT;
+    glcf->metrics_route = NGX_CONF_UNSET;
+    glcf->limit = NGX_CONF_UNSET_UINT;
+    glcf->cors_origins = NGX_CONF_UNSET_PTR;
+    glcf->cors_max_age = NGX_CONF_UNSET;
+    glcf->cors_credentials = NGX_CONF_UNSET;
 
     return glcf;
 }
@@ -147,6 +219,28 @@ ngx_social_gateway_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_social_gateway_loc_conf_t  *conf = child;
 
     ngx_conf_merge_uint_value(conf->auth, prev->auth, 0);
+    ngx_conf_merge_uint_value(conf->limit, prev->limit,
+                              NGX_SOCIAL_GATEWAY_LIMIT_OFF);
+    ngx_conf_merge_value(conf->metrics_route, prev->metrics_route,
+                         NGX_SOCIAL_METRICS_OTHER);
+
+    if (conf->cors_origins == NGX_CONF_UNSET_PTR) {
+        conf->cors_origins = (prev->cors_origins == NGX_CONF_UNSET_PTR)
+                             ? NULL : prev->cors_origins;
+        conf->cors_any = prev->cors_any;
+    }
+
+    ngx_conf_merge_str_value(conf->cors_methods, prev->cors_methods,
+                             "GET, HEAD, POST, PUT, PATCH, DELETE");
+    ngx_conf_merge_str_value(conf->cors_headers, prev->cors_headers,
+                             "Authorization, Content-Type, Idempotency-Key, "
+                             "X-Request-Id, Last-Event-ID");
+    ngx_conf_merge_str_value(conf->cors_expose, prev->cors_expose,
+                             "X-Request-Id, RateLimit-Limit, "
+                             "RateLimit-Remaining, RateLimit-Reset, "
+                             "Retry-After, Link");
+    ngx_conf_merge_sec_value(conf->cors_max_age, prev->cors_max_age, 600);
+    ngx_conf_merge_value(conf->cors_credentials, prev->cors_credentials, 0);
 
     return NGX_CONF_OK;
 }
@@ -156,8 +250,11 @@ static ngx_int_t
 ngx_social_gateway_postconfiguration(ngx_conf_t *cf)
 {
     if (ngx_social_gateway_health_init(cf) != NGX_OK
-        || ngx_social_gateway_auth_init(cf) != NGX_OK
-        || ngx_social_gateway_limit_init(cf) != NGX_OK)
+        || ngx_social_gateway_metrics_init(cf) != NGX_OK
+        || ngx_social_gateway_cors_init(cf) != NGX_OK
+        || ngx_social_gateway_drain_init(cf) != NGX_OK
+        || ngx_social_gateway_limit_init(cf) != NGX_OK
+        || ngx_social_gateway_auth_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }

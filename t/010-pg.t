@@ -156,9 +156,10 @@ subtest 'pool figures on /metrics' => sub {
     my %v;
     for my $line (split /\n/, $text) {
         next if $line =~ /^# (HELP|TYPE) [a-z_]+ .+$/;
-        like($line, qr/^[a-z_]+(\{[a-z_]+="[^"]*"\})? \d+$/,
+        like($line, qr/^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})?
+                        \ (\d+(\.\d+)?|\+Inf)$/x,
              "exposition line: $line");
-        my ($k, $n) = $line =~ /^(\S+) (\d+)$/;
+        my ($k, $n) = $line =~ /^(\S+) (\S+)$/;
         $v{$k} = $n;
     }
     ok($v{social_pg_queries_total} > 50, 'queries counted');

@@ -8,6 +8,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/common";
 
+use File::Temp qw(tempdir);
 use Test::More;
 use Social::Test;
 
@@ -23,7 +24,21 @@ my %limits = (
 redis_cli('EVAL', "for _, k in ipairs(redis.call('KEYS', 'social:rl:*')) "
           . "do redis.call('DEL', k) end", 0);
 
-start_nginx(workers => 2, limits => 1, replace => \%limits);
+my $dir = tempdir(CLEANUP => 1);
+chmod 0755, $dir;
+open my $fh, '>', "$dir/page.txt" or die $!;
+print {$fh} "page\n";
+close $fh;
+
+# a plain location (as a proxied service would be) under the same limits
+start_nginx(workers => 2, limits => 1, replace => \%limits,
+            server => <<"EOF");
+    location /plain/ {
+        social_auth optional;
+        social_limit_location on;
+        alias $dir/;
+    }
+EOF
 
 subtest 'a limit of 5 admits exactly 5 of 20 concurrent requests' => sub {
     my @res = parallel(20, sub {
@@ -62,6 +77,34 @@ subtest 'writes have their own limit, per user when authenticated' => sub {
           1 .. 4;
     is_deeply(\@st, [200, 200, 200, 429],
               'the user has a bucket of its own');
+};
+
+subtest 'a plain location: the same limits, in the access phase' => sub {
+    my ($st, $j, $h) = api('GET', '/plain/page.txt');
+    is($st, 429, 'the address spent its reads on the API: refused');
+    is($j->{error}{code}, 'rate_limited', 'as JSON, through error_page');
+    ok($h->{'retry-after'} >= 1, 'with Retry-After');
+    is($h->{'ratelimit-limit'}, 5, 'and the RateLimit headers');
+
+    # a user of its own (the address's write bucket is spent too)
+    redis_cli('DEL', 'social:rl:write:a:127.0.0.1');
+    my $u = 'pl' . int(rand(1e6));
+    api('POST', '/v1/users', { username => $u, email => "$u\@example.com",
+                               password => 'correct horse' });
+    my (undef, $t) = api('POST', '/oauth/token', { grant_type => 'password',
+        username => $u, password => 'correct horse' });
+    my $auth = { Authorization => "Bearer $t->{access_token}" };
+    my @res = parallel(9, sub {
+        my ($st, undef, $h, $body) = api('GET', '/plain/page.txt', undef,
+                                         $auth);
+        return [$st, $h->{'ratelimit-remaining'}, $body];
+    });
+    my @ok = grep { $_->[0] == 200 } @res;
+    is(scalar @ok, 5, 'a user: exactly 5 of 9 concurrent requests served');
+    is(scalar(grep { $_->[0] == 429 } @res), 4, 'the others refused');
+    is($ok[0][2], "page\n", 'the file');
+    is_deeply([sort map { $_->[1] } @ok], [0, 1, 2, 3, 4],
+              'RateLimit-Remaining counts down');
 };
 
 subtest 'the token endpoint has the strict login limit' => sub {
