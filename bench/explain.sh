@@ -30,7 +30,7 @@ check "relationship" \
 check "author's posts page" \
     "SELECT id FROM posts WHERE author_id = 4242 AND deleted_at IS NULL ORDER BY id DESC LIMIT 21" || rc=1
 check "feed rebuild (200 followees)" \
-    "SELECT id FROM posts WHERE author_id = ANY (ARRAY(SELECT followee_id FROM follows WHERE follower_id = 4242) || 4242::bigint) AND deleted_at IS NULL ORDER BY id DESC LIMIT 200" || rc=1
+    "SELECT id FROM posts WHERE author_id = ANY (ARRAY(SELECT followee_id FROM follows WHERE follower_id = 4242) || 4242::bigint) AND deleted_at IS NULL ORDER BY id DESC LIMIT 500" || rc=1
 check "replies page" \
     "SELECT id FROM posts WHERE reply_to_id = 10000950 AND deleted_at IS NULL ORDER BY id DESC LIMIT 21" || rc=1
 check "likers page" \
