@@ -1555,12 +1555,15 @@ ngx_social_redis_channel_get(ngx_str_t *name, ngx_uint_t pattern)
     ngx_queue_insert_tail(&w->channels, &ch->queue);
     w->stats.channels++;
 
+    /*
+     * Its listeners learn (resync) when the subscription is live: a
+     * reader may then look for what it missed without a gap.  Until the
+     * connection is ready it is subscribed with the others.
+     */
+    ch->resync = 1;
+
     if (w->sub != NULL && w->sub->state == NGX_SOCIAL_REDIS_READY) {
         ngx_social_redis_channel_send(ch, 1);
-
-    } else {
-        /* subscribed with the others once the connection is ready */
-        ch->resync = 1;
     }
 
     return ch;
