@@ -226,7 +226,7 @@ ngx_social_chat_stream(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
     s->pending_last = &s->pending;
     ngx_queue_init(&s->queue);
 
-    if (r->headers_in.upgrade != NULL
+    if (ngx_social_chat_header(r, "Upgrade") != NULL
         || ngx_social_chat_header(r, "Sec-WebSocket-Key") != NULL)
     {
         s->ws = ngx_calloc(sizeof(ngx_social_chat_ws_t), c->log);

@@ -55,8 +55,10 @@ ngx_social_chat_ws_handshake(ngx_http_request_t *r, ngx_str_t *response,
     version = ngx_social_chat_header(r, "Sec-WebSocket-Version");
 
     if (r->http_version != NGX_HTTP_VERSION_11
-        || !ngx_social_chat_ws_token(r->headers_in.upgrade, "websocket")
-        || !ngx_social_chat_ws_token(r->headers_in.connection, "upgrade")
+        || !ngx_social_chat_ws_token(ngx_social_chat_header(r, "Upgrade"),
+                                     "websocket")
+        || !ngx_social_chat_ws_token(ngx_social_chat_header(r, "Connection"),
+                                     "upgrade")
         || key == NULL || version == NULL)
     {
         *error = "a WebSocket upgrade needs HTTP/1.1, Upgrade: websocket, "

@@ -44,7 +44,7 @@ subtest 'send and read back' => sub {
     my $text = "h\x{e9}llo \x{1F600} \x{4E16}\x{754C} e\x{301}";
     my ($st, $m) = api('POST', "/v1/conversations/$c/messages",
                        { text => $text }, $ann->{auth});
-    is($st, 201, '201');
+    is($st, 201, 'sent: 201');
     is_deeply([sort keys %$m],
               [qw(conversation_id created_at id sender_id text)],
               'the Message fields');

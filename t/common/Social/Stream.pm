@@ -20,7 +20,7 @@ use IO::Select;
 use IO::Socket::INET;
 use JSON::PP;
 use MIME::Base64 qw(encode_base64);
-use Socket qw(SOL_SOCKET SO_RCVBUF sockaddr_in inet_aton);
+use Socket qw(SOL_SOCKET SO_RCVBUF pack_sockaddr_in inet_aton);
 use Time::HiRes qw(time);
 
 my $JSON = JSON::PP->new->utf8->canonical;
@@ -33,7 +33,7 @@ sub _connect {
         setsockopt($s, SOL_SOCKET, SO_RCVBUF, $o->{rcvbuf})
             or die "SO_RCVBUF: $!";
     }
-    $s->connect(sockaddr_in($port, inet_aton('127.0.0.1')))
+    $s->connect(pack_sockaddr_in($port, inet_aton('127.0.0.1')))
         or die "connect: $!";
     $s->autoflush(1);
     binmode $s;
@@ -83,13 +83,15 @@ sub _fill {
 }
 
 # Social::Stream->ws(token =>, query =>, headers => [...], key =>,
-#                    omit => [header names], rcvbuf =>, port =>)
+#                    omit => [header names], version =>, rcvbuf =>,
+#                    port =>)
 sub ws {
     my ($class, %o) = @_;
     my $key = $o{key} // encode_base64(join('', map { chr int rand 256 }
                                                 1 .. 16), '');
     my %h = (Upgrade => 'websocket', Connection => 'Upgrade',
-             'Sec-WebSocket-Key' => $key, 'Sec-WebSocket-Version' => 13);
+             'Sec-WebSocket-Key' => $key,
+             'Sec-WebSocket-Version' => $o{version} // 13);
     delete $h{$_} for @{ $o{omit} || [] };
     my $self = bless { sock => _connect(\%o), buf => '', headers => {},
                        ws => 1 }, $class;
