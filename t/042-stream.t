@@ -18,6 +18,9 @@ use Social::Stream;
 
 my $run = int(rand(1e6));
 
+# waits stretch under valgrind
+my $slow = $ENV{TEST_NGINX_USE_VALGRIND} ? 5 : 1;
+
 sub user {
     my ($name) = @_;
     my $u = "st${run}_$name";
@@ -45,7 +48,7 @@ sub ready {
     my $m = say_in($c, $u, "ready $run " . rand());
     for my $s (@streams) {
         my $e;
-        do { $e = $s->event(5) } while ($e && !($e->{event} eq
+        do { $e = $s->event(5 * $slow) } while ($e && !($e->{event} eq
             'message.created' && $e->{data}{id} eq $m->{id}));
         die "a stream did not get ready" unless $e;
     }

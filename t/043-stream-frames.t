@@ -17,6 +17,9 @@ use Social::Stream;
 
 my $run = int(rand(1e6));
 
+# waits stretch under valgrind
+my $slow = $ENV{TEST_NGINX_USE_VALGRIND} ? 5 : 1;
+
 sub user {
     my ($name) = @_;
     my $u = "sf${run}_$name";
@@ -42,7 +45,7 @@ sub ready {
     my $m = say_in($c, $u, "ready " . rand());
     for my $s (@streams) {
         my $e;
-        do { $e = $s->event(5) } while ($e && $e->{data}{id} ne $m->{id});
+        do { $e = $s->event(5 * $slow) } while ($e && $e->{data}{id} ne $m->{id});
         die "a stream did not get ready" unless $e;
     }
     return $m;
@@ -189,10 +192,10 @@ subtest 'a lost Redis subscription is made good by a replay' => sub {
     ready($g->{id}, $bob, $ws, $sse);
     redis_cli('CLIENT', 'KILL', 'TYPE', 'pubsub');
     my @sent = map { say_in($g->{id}, $bob, "while away $_")->{id} } 1 .. 5;
-    my @got = grep { $_->{event} eq 'message.created' } $ws->events(3, 5);
+    my @got = grep { $_->{event} eq 'message.created' } $ws->events(3 * $slow, 5);
     is_deeply([map { $_->{data}{id} } @got], \@sent,
               'WebSocket: every message, once, in order');
-    @got = grep { $_->{event} eq 'message.created' } $sse->events(3, 5);
+    @got = grep { $_->{event} eq 'message.created' } $sse->events(3 * $slow, 5);
     is_deeply([map { $_->{data}{id} } @got], \@sent, 'SSE: the same');
     $_->close for $ws, $sse;
 };
