@@ -411,8 +411,16 @@ readable(conn_t *c)
             return;
         }
 
+        if (n <= 0 && c->state == SENDER_IDLE) {
+            /* keepalive_requests: a sender connects again */
+            close(c->fd);
+            c->len = 0;
+            connect_sender(c);
+            return;
+        }
+
         if (n <= 0) {
-            fprintf(stderr, "connection %d closed by the server\n", c->user);
+            fprintf(stderr, "stream %d closed by the server\n", c->user);
             exit(1);
         }
 
@@ -603,10 +611,13 @@ main(int argc, char **argv)
             s = NULL;
 
             for (j = 0; j < SENDERS; j++) {
-                if (senders[j].state == SENDER_IDLE) {
-                    s = &senders[j];
+                s = &senders[(sent + j) % SENDERS];
+
+                if (s->state == SENDER_IDLE) {
                     break;
                 }
+
+                s = NULL;
             }
 
             if (s == NULL) {

@@ -100,6 +100,7 @@ struct ngx_social_chat_stream_s {
     unsigned                    alive:1;   /* heard from since the ping */
     unsigned                    fresh:1;   /* no since: from now on */
     unsigned                    shut:1;    /* the write side is shut */
+    unsigned                    retry:1;   /* the timer replays again */
 };
 
 

@@ -87,6 +87,8 @@ enum {
     NGX_SOCIAL_CHAT_REMOVE
 };
 
+#define ngx_social_chat_stmt(i)  &ngx_social_chat_conv_stmts[i]
+
 
 static ngx_social_pg_stmt_t  ngx_social_chat_conv_stmts[] = {
 
@@ -347,7 +349,7 @@ ngx_social_chat_create(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
                                     ngx_max(other, cc->user)) - p;
 
     return ngx_social_pg_query(r, NULL,
-                               &ngx_social_chat_conv_stmts[NGX_SOCIAL_CHAT_DIRECT],
+                               ngx_social_chat_stmt(NGX_SOCIAL_CHAT_DIRECT),
                                cc->params, 3, ngx_social_chat_created, cc);
 }
 
@@ -360,7 +362,7 @@ ngx_social_chat_create_group(ngx_http_request_t *r,
     cc->params[2] = *ids;
 
     return ngx_social_pg_query(r, NULL,
-                               &ngx_social_chat_conv_stmts[NGX_SOCIAL_CHAT_GROUP],
+                               ngx_social_chat_stmt(NGX_SOCIAL_CHAT_GROUP),
                                cc->params, 3, ngx_social_chat_created, cc);
 }
 
@@ -388,7 +390,7 @@ ngx_social_chat_created(ngx_http_request_t *r, ngx_social_pg_result_t *result,
         /* the pair's direct conversation exists (maybe just committed) */
         ngx_http_finalize_request(r,
             ngx_social_pg_query(r, NULL,
-                &ngx_social_chat_conv_stmts[NGX_SOCIAL_CHAT_DIRECT_FIND],
+                ngx_social_chat_stmt(NGX_SOCIAL_CHAT_DIRECT_FIND),
                 &cc->params[2], 1, ngx_social_chat_direct_found, cc));
         return;
     }
@@ -453,7 +455,7 @@ ngx_social_chat_send_conversation(ngx_http_request_t *r, int64_t user,
     r->headers_out.status = status;
 
     return ngx_social_pg_query(r, NULL,
-                               &ngx_social_chat_conv_stmts[NGX_SOCIAL_CHAT_GET],
+                               ngx_social_chat_stmt(NGX_SOCIAL_CHAT_GET),
                                params, 2, ngx_social_chat_conversation_sent,
                                NULL);
 }
@@ -521,7 +523,7 @@ ngx_social_chat_list(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
     params[3] = list->since_id;
 
     return ngx_social_pg_query(r, NULL,
-                               &ngx_social_chat_conv_stmts[NGX_SOCIAL_CHAT_LIST],
+                               ngx_social_chat_stmt(NGX_SOCIAL_CHAT_LIST),
                                params, 4, ngx_social_chat_listed, list);
 }
 
@@ -601,7 +603,7 @@ ngx_social_chat_add_locked(ngx_http_request_t *r,
 
     ngx_http_finalize_request(r,
         ngx_social_pg_query(r, cc->tx,
-                            &ngx_social_chat_conv_stmts[NGX_SOCIAL_CHAT_ADD],
+                            ngx_social_chat_stmt(NGX_SOCIAL_CHAT_ADD),
                             params, 2, ngx_social_chat_added, cc));
 }
 
@@ -723,7 +725,7 @@ ngx_social_chat_remove_locked(ngx_http_request_t *r,
 
     ngx_http_finalize_request(r,
         ngx_social_pg_query(r, cc->tx,
-                            &ngx_social_chat_conv_stmts[NGX_SOCIAL_CHAT_REMOVE],
+                            ngx_social_chat_stmt(NGX_SOCIAL_CHAT_REMOVE),
                             params, 2, ngx_social_chat_removed, cc));
 }
 
@@ -794,7 +796,7 @@ ngx_social_chat_lock(ngx_http_request_t *r, ngx_social_chat_conv_ctx_t *cc,
     params[2] = cc->target ? cc->params[2] : cc->params[0];
 
     return ngx_social_pg_query(r, cc->tx,
-                               &ngx_social_chat_conv_stmts[NGX_SOCIAL_CHAT_LOCK],
+                               ngx_social_chat_stmt(NGX_SOCIAL_CHAT_LOCK),
                                params, 3, handler, cc);
 }
 

@@ -794,9 +794,16 @@ ngx_social_chat_replayed(redisReply *reply, void *data)
                       reply && reply->type == REDIS_REPLY_ERROR
                       ? reply->str : "no answer");
 
-        /* the resync after Redis is back replays */
+        /* again in a second (or at the resync once Redis is back) */
         s->busy = 0;
         s->state = NGX_SOCIAL_CHAT_WAITING;
+        s->retry = 1;
+
+        if (s->timer.timer_set) {
+            ngx_del_timer(&s->timer);
+        }
+
+        ngx_add_timer(&s->timer, 1000);
         return;
     }
 
@@ -1153,6 +1160,19 @@ static void
 ngx_social_chat_stream_timer(ngx_event_t *ev)
 {
     ngx_social_chat_stream_t  *s = ev->data;
+
+    if (s->retry) {
+        s->retry = 0;
+        ngx_add_timer(&s->timer, ngx_social_chat_conf->ping_interval);
+
+        if (s->state == NGX_SOCIAL_CHAT_WAITING && !s->busy
+            && s->user != NULL && s->user->live)
+        {
+            ngx_social_chat_replay(s);
+        }
+
+        return;
+    }
 
     if (s->state == NGX_SOCIAL_CHAT_CLOSING || !s->alive) {
         ngx_social_chat_stream_close(s);

@@ -4,7 +4,7 @@
 # duplicates); stream.reset for a position Redis no longer holds; typing
 # to the other members only, never stored; the handshake and its errors;
 # the access token kept out of the access log; streams closing (1001,
-# end of SSE) when nginx stops.
+# end of SSE) when nginx reloads or stops.
 
 use strict;
 use warnings;
@@ -329,6 +329,21 @@ subtest 'streams on both workers all get the event' => sub {
     is(scalar(grep { my $e = $_->event(1); $e && $e->{data}{id} eq $m->{id} }
               @ws), 12, 'every stream got it');
     $_->close for @ws;
+};
+
+subtest 'a reload closes the streams of the old workers' => sub {
+    my $ws = Social::Stream->ws(token => $ann->{token});
+    my $sse = Social::Stream->sse(token => $ann->{token});
+    ready($dc, $bob, $ws, $sse);
+    reload_nginx();
+    is($ws->close_code(5 * $slow), 1001, 'close 1001');
+    ok($sse->eof_within(5 * $slow), 'the SSE body ends');
+    ok(wait_until(sub { (api('GET', '/readyz'))[0] == 200 }, 10 * $slow),
+       'the new workers answer');
+    $ws = Social::Stream->ws(token => $ann->{token});
+    my $m = ready($dc, $bob, $ws);
+    ok($m, 'a new stream works');
+    $ws->close;
 };
 
 subtest 'nginx stops: WebSocket 1001, SSE ends' => sub {

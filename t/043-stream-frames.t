@@ -163,11 +163,11 @@ subtest 'server pings; a client that stops answering is closed' => sub {
 };
 
 subtest 'a slow consumer is disconnected' => sub {
-    my $slow = user('slow');
-    my $ws = Social::Stream->ws(token => $slow->{token}, rcvbuf => 4096);
+    my $laggard = user('slow');
+    my $ws = Social::Stream->ws(token => $laggard->{token}, rcvbuf => 4096);
     my (undef, $c) = api('POST', '/v1/conversations',
                          { member_ids => [$ann->{id}], title => 'slow' },
-                         $slow->{auth});
+                         $laggard->{auth});
     ready($c->{id}, $ann, $ws);
     error_log_mark();
     my $t0 = time;
@@ -176,7 +176,7 @@ subtest 'a slow consumer is disconnected' => sub {
     redis_cli('EVAL', "local big = string.rep('a', 100000) "
               . "for i = 1, 200 do redis.call('PUBLISH', KEYS[1], "
               . "'9000000000000-' .. i .. ' {\"event\":\"x\",\"data\":\"' "
-              . ".. big .. '\"}') end", 1, "social:ev:$slow->{id}");
+              . ".. big .. '\"}') end", 1, "social:ev:$laggard->{id}");
     ok(wait_until(sub {
         grep { /bytes unsent/ } error_log_since() }, 10),
        'the stream was closed past its bound');
@@ -184,6 +184,19 @@ subtest 'a slow consumer is disconnected' => sub {
     my (undef, undef, undef, $metrics) = api('GET', '/metrics');
     like($metrics, qr/^social_streams_open\S* 0$/m,
          'no stream left open');
+};
+
+subtest 'quick reconnects keep the subscription working' => sub {
+    # the last stream of a user leaves (UNSUBSCRIBE) while the next one
+    # arrives (SUBSCRIBE): both in flight at once
+    for my $i (1 .. 20) {
+        my $ws = ws();
+        ready($g->{id}, $bob, $ws) if $i % 5 == 0;
+        $ws->close;
+    }
+    my $ws = ws();
+    ok(ready($g->{id}, $bob, $ws), 'the stream after them gets events');
+    $ws->close;
 };
 
 subtest 'a lost Redis subscription is made good by a replay' => sub {
