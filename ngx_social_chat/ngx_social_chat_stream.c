@@ -9,8 +9,9 @@
  *
  * Per worker, each user with streams has one Redis subscription to the
  * channel "social:ev:<id>" (ngx_social_events.c), shared by the user's
- * streams of this worker.  An event is encoded once per protocol into a
- * refcounted frame that every local stream of the user queues.
+ * streams of this worker (kept 30 s after the last one leaves, for the
+ * reconnect).  An event is encoded once per protocol into a refcounted
+ * frame that every local stream of the user queues.
  *
  * Replay without gap or duplicate: a stream waits until the user's
  * subscription is live, then a script reads what followed the stream's
@@ -32,11 +33,15 @@
 #define NGX_SOCIAL_CHAT_REPLAY_PAGE  "200"
 #define NGX_SOCIAL_CHAT_ENTRY_LEN    (2 * NGX_INT64_LEN + 2)
 
+/* a user's subscription outlives its last stream this long (reconnects) */
+#define NGX_SOCIAL_CHAT_LINGER       30000
+
 
 struct ngx_social_chat_user_s {
     ngx_rbtree_node_t             node;      /* key: the user id */
     ngx_queue_t                   streams;
     ngx_social_redis_listener_t  *listener;
+    ngx_event_t                   linger;
     unsigned                      live:1;    /* subscription confirmed */
     unsigned                      busy:1;    /* events being dispatched */
 };
@@ -54,6 +59,8 @@ static ngx_int_t ngx_social_chat_stream_since(ngx_http_request_t *r,
     ngx_social_chat_stream_t *s);
 static ngx_int_t ngx_social_chat_user_attach(ngx_social_chat_stream_t *s);
 static void ngx_social_chat_user_release(ngx_social_chat_user_t *u);
+static void ngx_social_chat_user_expire(ngx_event_t *ev);
+static void ngx_social_chat_user_free(ngx_social_chat_user_t *u);
 static void ngx_social_chat_user_message(ngx_str_t *channel,
     ngx_str_t *message, void *data);
 static void ngx_social_chat_user_resync(void *data);
@@ -168,6 +175,11 @@ ngx_social_chat_stream_exit_process(ngx_cycle_t *cycle)
         node = ngx_rbtree_min(ngx_social_chat_users.root,
                               &ngx_social_chat_sentinel);
         u = (ngx_social_chat_user_t *) node;
+
+        if (ngx_queue_empty(&u->streams)) {
+            ngx_social_chat_user_free(u);
+            continue;
+        }
 
         q = ngx_queue_head(&u->streams);
         s = ngx_queue_data(q, ngx_social_chat_stream_t, queue);
@@ -546,8 +558,16 @@ ngx_social_chat_user_attach(ngx_social_chat_stream_t *s)
         }
 
         u->node.key = (ngx_rbtree_key_t) s->user_id;
+        u->linger.handler = ngx_social_chat_user_expire;
+        u->linger.data = u;
+        u->linger.log = ngx_cycle->log;
+        u->linger.cancelable = 1;
         ngx_queue_init(&u->streams);
         ngx_rbtree_insert(&ngx_social_chat_users, &u->node);
+    }
+
+    if (u->linger.timer_set) {
+        ngx_del_timer(&u->linger);
     }
 
     s->user = u;
@@ -561,11 +581,48 @@ ngx_social_chat_user_attach(ngx_social_chat_stream_t *s)
 }
 
 
+/*
+ * The last stream left: the subscription stays a while for a reconnect
+ * (which then replays at once), and avoids churning SUBSCRIBE and
+ * UNSUBSCRIBE of the same channel.
+ */
+
 static void
 ngx_social_chat_user_release(ngx_social_chat_user_t *u)
 {
     if (u->busy || !ngx_queue_empty(&u->streams)) {
         return;
+    }
+
+    if (ngx_exiting || ngx_terminate || ngx_quit) {
+        ngx_social_chat_user_free(u);
+        return;
+    }
+
+    if (!u->linger.timer_set) {
+        ngx_add_timer(&u->linger, NGX_SOCIAL_CHAT_LINGER);
+    }
+}
+
+
+static void
+ngx_social_chat_user_expire(ngx_event_t *ev)
+{
+    ngx_social_chat_user_t  *u = ev->data;
+
+    if (u->busy || !ngx_queue_empty(&u->streams)) {
+        return;
+    }
+
+    ngx_social_chat_user_free(u);
+}
+
+
+static void
+ngx_social_chat_user_free(ngx_social_chat_user_t *u)
+{
+    if (u->linger.timer_set) {
+        ngx_del_timer(&u->linger);
     }
 
     ngx_social_redis_unsubscribe(u->listener);
