@@ -98,7 +98,7 @@ struct ngx_social_chat_stream_s {
     unsigned                    freed:1;   /* closed while busy */
     unsigned                    again:1;   /* resync during the replay */
     unsigned                    alive:1;   /* heard from since the ping */
-    unsigned                    fresh:1;   /* no since: from now on */
+    unsigned                    fresh:1;   /* last is a time, no event */
     unsigned                    shut:1;    /* the write side is shut */
     unsigned                    retry:1;   /* the timer replays again */
 };

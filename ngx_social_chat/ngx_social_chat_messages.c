@@ -15,6 +15,7 @@
 
 
 typedef struct {
+    ngx_http_request_t         *request;
     ngx_social_pg_tx_t         *tx;
     ngx_str_t                   params[5];
     int64_t                     user;
@@ -34,6 +35,9 @@ static void ngx_social_chat_stored(ngx_http_request_t *r,
 static void ngx_social_chat_committed(ngx_http_request_t *r,
     ngx_social_pg_result_t *result, void *data);
 static ngx_int_t ngx_social_chat_deliver(ngx_http_request_t *r,
+    ngx_social_chat_msg_ctx_t *mc);
+static void ngx_social_chat_published(redisReply *reply, void *data);
+static ngx_int_t ngx_social_chat_answer(ngx_http_request_t *r,
     ngx_social_chat_msg_ctx_t *mc);
 static void ngx_social_chat_history_done(ngx_http_request_t *r,
     ngx_social_pg_result_t *result, void *data);
@@ -281,18 +285,63 @@ ngx_social_chat_committed(ngx_http_request_t *r,
 }
 
 
-/* committed: the events go out, then the answer */
+/*
+ * Committed: the event goes out, and the answer waits until Redis has
+ * published it, so that the events of one sender's messages are in the
+ * order of its messages on every stream.  Should Redis fail, the message
+ * is answered all the same (it is stored; the live copy is lost).
+ */
 
 static ngx_int_t
 ngx_social_chat_deliver(ngx_http_request_t *r, ngx_social_chat_msg_ctx_t *mc)
 {
-    ngx_str_t  *v;
+    int64_t     *users;
+    ngx_str_t   *v;
+    ngx_uint_t   n;
 
     v = mc->stored;
 
-    if (v[2].data != NULL) {
-        (void) ngx_social_chat_publish(r, v[2].data, v[2].len, &v[1]);
+    if (v[2].data == NULL) {
+        return ngx_social_chat_answer(r, mc);
     }
+
+    users = ngx_palloc(r->pool, (v[2].len / 2 + 1) * sizeof(int64_t));
+    if (users == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    n = ngx_social_chat_parse_users(v[2].data, v[2].len, users);
+
+    r->main->count++;
+
+    if (ngx_social_events_publish_then(r, users, n, &v[1], 0,
+                                       ngx_social_chat_published, mc)
+        != NGX_OK)
+    {
+        r->main->count--;
+        return ngx_social_chat_answer(r, mc);
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_social_chat_published(redisReply *reply, void *data)
+{
+    ngx_social_chat_msg_ctx_t  *mc = data;
+
+    ngx_http_finalize_request(mc->request,
+                              ngx_social_chat_answer(mc->request, mc));
+}
+
+
+static ngx_int_t
+ngx_social_chat_answer(ngx_http_request_t *r, ngx_social_chat_msg_ctx_t *mc)
+{
+    ngx_str_t  *v;
+
+    v = mc->stored;
 
     if (v[3].data != NULL && v[4].data != NULL) {
         (void) ngx_social_chat_publish(r, v[3].data, v[3].len, &v[4]);
@@ -538,6 +587,7 @@ ngx_social_chat_msg_ctx(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
         return NULL;
     }
 
+    mc->request = r;
     mc->user = ctx->user_id;
     mc->conversation = ngx_social_parse_id(&ctx->params[0]);
 

@@ -88,14 +88,19 @@ static void ngx_social_chat_typing_members(ngx_http_request_t *r,
     ngx_social_pg_result_t *result, void *data);
 
 
-/* KEYS: the user's stream and last-id key; ARGV: since ("" now), count */
+/*
+ * KEYS: the user's stream and last-id key; ARGV: since, count, and "1"
+ * when since is a time rather than an event the client saw (then there
+ * is no chain to check).  {last}: nothing followed; {last, "reset"}: what
+ * followed is not all held; {last, "", id, event, ...}: what followed.
+ */
 static ngx_social_redis_script_t  ngx_social_chat_replay_script = {
     ngx_string(
         "local last = redis.call('GET', KEYS[2]) or '0-0' "
-        "if ARGV[1] == '' or ARGV[1] == last then return {last} end "
+        "if ARGV[1] == last then return {last} end "
         "local e = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', "
         "                     'COUNT', ARGV[2]) "
-        "if #e == 0 or e[1][2][2] ~= ARGV[1] then "
+        "if ARGV[3] == '' and (#e == 0 or e[1][2][2] ~= ARGV[1]) then "
         "  return {last, 'reset'} "
         "end "
         "local out = {last, ''} "
@@ -351,6 +356,7 @@ ngx_social_chat_stream_since(ngx_http_request_t *r,
 {
     off_t             n;
     ngx_str_t         since;
+    ngx_time_t       *tp;
     ngx_table_elt_t  *h;
 
     h = (s->ws == NULL) ? ngx_social_chat_header(r, "Last-Event-ID") : NULL;
@@ -359,7 +365,16 @@ ngx_social_chat_stream_since(ngx_http_request_t *r,
         since = h->value;
 
     } else if (ngx_http_arg(r, (u_char *) "since", 5, &since) != NGX_OK) {
+
+        /*
+         * From the connection on: what the user's stream holds from a
+         * second before now (the clocks of nodes and Redis may differ).
+         */
+
+        tp = ngx_timeofday();
         s->fresh = 1;
+        s->last = ((uint64_t) tp->sec * 1000 + tp->msec - 1000)
+                  * NGX_SOCIAL_CHAT_ID_SEQ;
         return NGX_OK;
     }
 
@@ -756,6 +771,7 @@ ngx_social_chat_stream_event(ngx_social_chat_stream_t *s, ngx_str_t *json,
     if (s->state == NGX_SOCIAL_CHAT_LIVE) {
         if (id) {
             s->last = id;
+            s->fresh = 0;
         }
 
         if (ngx_social_chat_stream_queue(s, frame, id) == NGX_OK) {
@@ -791,8 +807,8 @@ ngx_social_chat_replay(ngx_social_chat_stream_t *s)
 {
     u_char                   keys[2][sizeof("social:evl:") + NGX_INT64_LEN];
     u_char                   since[NGX_SOCIAL_CHAT_ENTRY_LEN];
-    size_t                   len[4];
-    const char              *argv[4];
+    size_t                   len[5];
+    const char              *argv[5];
     ngx_social_redis_argv_t  args;
 
     argv[0] = (const char *) keys[0];
@@ -801,16 +817,17 @@ ngx_social_chat_replay(ngx_social_chat_stream_t *s)
     len[1] = ngx_sprintf(keys[1], "social:evl:%L", s->user_id) - keys[1];
 
     argv[2] = (const char *) since;
-    len[2] = s->fresh ? 0
-             : (size_t) (ngx_sprintf(since, "%uL-%uL",
-                                     s->last / NGX_SOCIAL_CHAT_ID_SEQ,
-                                     s->last % NGX_SOCIAL_CHAT_ID_SEQ)
-                         - since);
+    len[2] = ngx_sprintf(since, "%uL-%uL", s->last / NGX_SOCIAL_CHAT_ID_SEQ,
+                         s->last % NGX_SOCIAL_CHAT_ID_SEQ)
+             - since;
 
     argv[3] = NGX_SOCIAL_CHAT_REPLAY_PAGE;
     len[3] = sizeof(NGX_SOCIAL_CHAT_REPLAY_PAGE) - 1;
 
-    args.argc = 4;
+    argv[4] = s->fresh ? "1" : "";
+    len[4] = s->fresh ? 1 : 0;
+
+    args.argc = 5;
     args.argv = argv;
     args.argvlen = len;
 
@@ -918,12 +935,6 @@ ngx_social_chat_replay_entries(ngx_social_chat_stream_t *s,
         return NGX_ERROR;
     }
 
-    if (s->fresh) {
-        s->fresh = 0;
-        s->last = last;
-        return NGX_OK;
-    }
-
     if (reply->elements == 1) {
         return NGX_OK;
     }
@@ -949,6 +960,7 @@ ngx_social_chat_replay_entries(ngx_social_chat_stream_t *s,
         json.len = e[i + 1]->len;
 
         s->last = id;
+        s->fresh = 0;
 
         if (ngx_social_chat_stream_private(s, &json, id) != NGX_OK) {
             return NGX_ERROR;
@@ -981,6 +993,7 @@ ngx_social_chat_stream_live(ngx_social_chat_stream_t *s)
         if ((out->id > s->last || out->id == 0) && s->connection != NULL) {
             if (out->id) {
                 s->last = out->id;
+                s->fresh = 0;
             }
 
             (void) ngx_social_chat_stream_queue(s, out->frame, out->id);
