@@ -55,7 +55,7 @@ static void ngx_social_chat_remove_locked(ngx_http_request_t *r,
 static void ngx_social_chat_removed(ngx_http_request_t *r,
     ngx_social_pg_result_t *result, void *data);
 static ngx_int_t ngx_social_chat_unknown_users(ngx_http_request_t *r,
-    ngx_social_pg_result_t *result, const char *field);
+    const char *field);
 static ngx_int_t ngx_social_chat_not_found(ngx_http_request_t *r);
 
 
@@ -377,7 +377,7 @@ ngx_social_chat_created(ngx_http_request_t *r, ngx_social_pg_result_t *result,
         && ngx_strcmp(result->sqlstate, "23503") == 0)
     {
         ngx_http_finalize_request(r,
-            ngx_social_chat_unknown_users(r, result, "member_ids"));
+            ngx_social_chat_unknown_users(r, "member_ids"));
         return;
     }
 
@@ -620,7 +620,7 @@ ngx_social_chat_added(ngx_http_request_t *r, ngx_social_pg_result_t *result,
         && ngx_strcmp(result->sqlstate, "23503") == 0)
     {
         ngx_http_finalize_request(r,
-            ngx_social_chat_unknown_users(r, result, "user_ids"));
+            ngx_social_chat_unknown_users(r, "user_ids"));
         return;
     }
 
@@ -838,8 +838,7 @@ ngx_social_chat_locked(ngx_http_request_t *r, ngx_social_pg_result_t *result,
 
 
 static ngx_int_t
-ngx_social_chat_unknown_users(ngx_http_request_t *r,
-    ngx_social_pg_result_t *result, const char *field)
+ngx_social_chat_unknown_users(ngx_http_request_t *r, const char *field)
 {
     return ngx_social_send_error(r, 422, "validation_failed",
                                  "a user does not exist",

@@ -132,6 +132,9 @@ static ngx_rbtree_t                  ngx_social_chat_users;
 static ngx_rbtree_node_t             ngx_social_chat_sentinel;
 static u_char                       *ngx_social_chat_scratch;
 
+/* the data of the users' timers, for nginx's debug log (fd -1) */
+static ngx_connection_t              ngx_social_chat_dummy;
+
 ngx_social_chat_main_conf_t         *ngx_social_chat_conf;
 
 
@@ -156,6 +159,8 @@ ngx_social_chat_stream_init_process(ngx_cycle_t *cycle)
 
     ngx_rbtree_init(&ngx_social_chat_users, &ngx_social_chat_sentinel,
                     ngx_rbtree_insert_value);
+
+    ngx_social_chat_dummy.fd = (ngx_socket_t) -1;
 
     ngx_social_chat_scratch = ngx_alloc(NGX_SOCIAL_CHAT_SCRATCH, cycle->log);
     if (ngx_social_chat_scratch == NULL) {
@@ -432,7 +437,7 @@ ngx_social_chat_stream_detach(ngx_event_t *ev)
     c->write->handler = ngx_social_chat_stream_write_handler;
 
     s->timer.handler = ngx_social_chat_stream_timer;
-    s->timer.data = s;
+    s->timer.data = c;
     s->timer.log = c->log;
     s->timer.cancelable = 1;
     s->alive = 1;
@@ -574,7 +579,7 @@ ngx_social_chat_user_attach(ngx_social_chat_stream_t *s)
 
         u->node.key = (ngx_rbtree_key_t) s->user_id;
         u->linger.handler = ngx_social_chat_user_expire;
-        u->linger.data = u;
+        u->linger.data = &ngx_social_chat_dummy;
         u->linger.log = ngx_cycle->log;
         u->linger.cancelable = 1;
         ngx_queue_init(&u->streams);
@@ -623,7 +628,11 @@ ngx_social_chat_user_release(ngx_social_chat_user_t *u)
 static void
 ngx_social_chat_user_expire(ngx_event_t *ev)
 {
-    ngx_social_chat_user_t  *u = ev->data;
+    ngx_social_chat_user_t  *u;
+
+    u = (ngx_social_chat_user_t *) ((u_char *) ev
+                                    - offsetof(ngx_social_chat_user_t,
+                                               linger));
 
     if (u->busy || !ngx_queue_empty(&u->streams)) {
         return;
@@ -1229,7 +1238,11 @@ ngx_social_chat_stream_write(ngx_social_chat_stream_t *s)
 static void
 ngx_social_chat_stream_timer(ngx_event_t *ev)
 {
-    ngx_social_chat_stream_t  *s = ev->data;
+    ngx_connection_t          *c;
+    ngx_social_chat_stream_t  *s;
+
+    c = ev->data;
+    s = c->data;
 
     if (s->retry) {
         s->retry = 0;

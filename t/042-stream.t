@@ -55,7 +55,10 @@ sub ready {
     return $m;
 }
 
-start_nginx(workers => 2);
+# reuseport: the kernel spreads connections over both workers
+my $port = $ENV{TEST_NGINX_PORT} || 1984;
+start_nginx(workers => 2, replace => {
+    "listen 127.0.0.1:$port;" => "listen 127.0.0.1:$port reuseport;" });
 
 my ($ann, $bob, $cat) = map { user($_) } qw(ann bob cat);
 # a group of two: a direct conversation would add notifications
@@ -319,7 +322,6 @@ subtest 'streams on both workers all get the event' => sub {
                          { member_ids => [$cat->{id}], title => 'w' },
                          $bob->{auth});
     ready($c->{id}, $bob, @ws);
-    my $port = nginx_port();
     my %pids;
     for (`ss -Htnp state established '( sport = :$port )'`) {
         $pids{$1} = 1 if /pid=(\d+)/;
