@@ -145,6 +145,8 @@ void ngx_social_chat_stream_close(ngx_social_chat_stream_t *s);
 ngx_social_chat_frame_t *ngx_social_chat_frame_alloc(size_t len);
 void ngx_social_chat_frame_release(ngx_social_chat_frame_t *frame);
 u_char *ngx_social_chat_stream_scratch(size_t *size);
+
+ngx_int_t ngx_social_chat_typing_init(ngx_conf_t *cf);
 void ngx_social_chat_typing(ngx_social_chat_stream_t *s,
     int64_t conversation);
 

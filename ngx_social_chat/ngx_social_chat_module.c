@@ -171,7 +171,8 @@ ngx_social_chat_postconfiguration(ngx_conf_t *cf)
 
     if (ngx_social_chat_conversations_init(cf) != NGX_OK
         || ngx_social_chat_messages_init(cf) != NGX_OK
-        || ngx_social_chat_stream_init(cf) != NGX_OK)
+        || ngx_social_chat_stream_init(cf) != NGX_OK
+        || ngx_social_chat_typing_init(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }
