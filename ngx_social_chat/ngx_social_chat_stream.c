@@ -204,6 +204,12 @@ ngx_social_chat_stream(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 
     c = r->connection;
 
+    if (r->method != NGX_HTTP_GET) {
+        return ngx_social_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                     "method_not_allowed",
+                                     "a stream is a GET", NULL);
+    }
+
     if (r != r->main || r->http_version > NGX_HTTP_VERSION_11
         || r->headers_in.content_length_n > 0 || r->headers_in.chunked)
     {
@@ -852,16 +858,20 @@ ngx_social_chat_replayed(redisReply *reply, void *data)
                       reply && reply->type == REDIS_REPLY_ERROR
                       ? reply->str : "no answer");
 
-        /* again in a second (or at the resync once Redis is back) */
+        /* again in a second, or at the resync once Redis is back */
         s->busy = 0;
         s->state = NGX_SOCIAL_CHAT_WAITING;
-        s->retry = 1;
 
-        if (s->timer.timer_set) {
-            ngx_del_timer(&s->timer);
+        if (ngx_social_redis_connected()) {
+            s->retry = 1;
+
+            if (s->timer.timer_set) {
+                ngx_del_timer(&s->timer);
+            }
+
+            ngx_add_timer(&s->timer, 1000);
         }
 
-        ngx_add_timer(&s->timer, 1000);
         return;
     }
 

@@ -103,6 +103,9 @@ subtest 'handshake errors' => sub {
     is($j->{error}{code}, 'bad_request', 'bad_request');
     ($st) = api('POST', '/v1/stream', undef, $ann->{auth});
     is($st, 405, 'POST: 405');
+    ($st) = api('HEAD', '/v1/stream', undef,
+                { %{ $ann->{auth} }, Accept => 'text/event-stream' });
+    is($st, 405, 'HEAD: 405 (a stream is all body)');
     $ws = Social::Stream->ws();
     is($ws->status, 401, 'without a token: 401');
     $ws = Social::Stream->ws(query => 'access_token=not.a.token');
