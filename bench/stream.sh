@@ -5,7 +5,9 @@
 #     each run so that every run starts cold);
 # (b) RATE messages/s to a group of MEMBERS users, every member connected
 #     over WebSocket: delivery latency from send to receipt (p50, p99) and
-#     whether every message reached every member.
+#     whether every message reached every member;
+# (c) a reconnect with ?since= that misses 1000 events: the time from the
+#     handshake to the last replayed event.
 # Users are rows made in SQL; the client mints their tokens with the
 # bench's key.  Median of BENCH_RUNS runs.
 
@@ -114,3 +116,31 @@ for i in $(seq "$BENCH_RUNS"); do
 done
 printf 'median run (by p99): %s\n' \
     "$(printf '%s' "$fan" | sort -n | sed -n "$(( (BENCH_RUNS + 1) / 2 ))p")"
+
+# (c) replay of 1000 missed events (stored as ngx_social_events.c does)
+
+user=$(head -n 1 "$BENCH_DIR/ids")
+event='{"event" : "message.created", "data" : {"id" : "254918366655938585", "conversation_id" : "254918362306445327", "sender_id" : "254918352592437249", "text" : "a message of a typical length, with a few words in it", "created_at" : "2026-12-05T10:00:00.123Z"}}'
+base=$(redis-cli -p "$TEST_NGINX_REDIS_PORT" EVAL "
+    local prev = redis.call('GET', KEYS[2]) or '0-0'
+    local base = redis.call('XADD', KEYS[1], '*', 'p', prev, 'e', ARGV[2])
+    prev = base
+    for i = 1, tonumber(ARGV[1]) do
+        prev = redis.call('XADD', KEYS[1], '*', 'p', prev, 'e', ARGV[2])
+    end
+    redis.call('SET', KEYS[2], prev)
+    redis.call('PEXPIRE', KEYS[1], 3600000)
+    return base" 2 "social:ev:$user" "social:evl:$user" 1000 "$event")
+since=$(( ${base%-*} * 1000000 + ${base#*-} ))
+
+printf '\nReplay: a reconnect with since= that missed 1000 events\n'
+rep=""
+for i in $(seq "$BENCH_RUNS"); do
+    r=$("$BENCH_DIR/stream_load" replay "$BENCH_PORT" "$key" "$BENCH_DIR/ids" \
+        "$since" 1000 | awk '{ print $4, $2 }')
+    rep="$rep$r"$'\n'
+    printf 'run %s: %s ms for %s events\n' "$i" ${r% *} ${r#* }
+done
+printf 'median: %s ms\n' \
+    "$(printf '%s' "$rep" | sort -n | sed -n "$(( (BENCH_RUNS + 1) / 2 ))p" \
+       | cut -d' ' -f1)"

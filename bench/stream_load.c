@@ -13,6 +13,10 @@
  *       second to CONVERSATION for SECONDS (the text is the send time);
  *       prints the delivery latency (send to receipt) and how many of the
  *       expected deliveries arrived.
+ *
+ *   stream_load replay PORT KEYFILE IDS SINCE N
+ *       one stream of the first user of IDS with ?since=SINCE; prints the
+ *       time from sending the handshake to the Nth event.
  */
 
 #define _GNU_SOURCE
@@ -59,7 +63,8 @@ static long long *users;
 static int        nusers;
 static uint32_t  *lat;
 static size_t     nlat, maxlat;
-static long       answered, refused, opened;
+static long       answered, refused, opened, events;
+static const char *query = "";
 
 
 static uint64_t
@@ -281,11 +286,11 @@ handshake(conn_t *c)
     mint(users[c->user % nusers], token);
 
     n = snprintf(req, sizeof(req),
-                 "GET /v1/stream HTTP/1.1\r\nHost: bench\r\n"
+                 "GET /v1/stream%s HTTP/1.1\r\nHost: bench\r\n"
                  "Authorization: Bearer %s\r\n"
                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                 "Sec-WebSocket-Version: 13\r\n\r\n", token);
+                 "Sec-WebSocket-Version: 13\r\n\r\n", query, token);
 
     send_all(c, req, n);
     c->state = HANDSHAKING;
@@ -385,6 +390,7 @@ frames(conn_t *c, uint64_t t)
         }
 
         if ((p[0] & 0x0f) == 0x1) {
+            events++;
             received((char *) p + hdr, len, t);
 
         } else if ((p[0] & 0x0f) == 0x9) {
@@ -562,6 +568,26 @@ main(int argc, char **argv)
 
         loop(conns, (int) n, now_us() + atol(argv[6]) * 1000000ULL, 0);
         return refused ? 1 : 0;
+    }
+
+    if (strcmp(argv[1], "replay") == 0) {
+        char  q[64];
+
+        snprintf(q, sizeof(q), "?since=%s", argv[5]);
+        query = q;
+        n = atol(argv[6]);
+        conns = calloc(1, sizeof(conn_t));
+        start = now_us();
+
+        loop(conns, 1, start + 30 * 1000000ULL, 1);
+
+        while (events < n && now_us() < start + 30 * 1000000ULL) {
+            loop(conns, 1, now_us() + 1000, 0);
+        }
+
+        printf("events %ld ms %.2f\n", events,
+               (now_us() - start) / 1000.0);
+        return events < n;
     }
 
     /* fanout */

@@ -68,7 +68,8 @@ static ngx_int_t ngx_social_chat_not_found(ngx_http_request_t *r);
     "ORDER BY cm.joined_at, cm.user_id) FROM conversation_members cm "      \
     "JOIN users u ON u.id = cm.user_id WHERE cm.conversation_id = c.id), "  \
     "'last_message', (SELECT " NGX_SOCIAL_CHAT_MESSAGE("lm")                \
-    " FROM messages lm WHERE lm.id = c.last_message_id), "                  \
+    " FROM messages lm WHERE lm.conversation_id = c.id "                    \
+    "ORDER BY lm.id DESC LIMIT 1), "                                        \
     "'unread_count', (SELECT count(*) FROM messages um "                    \
     "WHERE um.conversation_id = c.id AND um.id > me.last_read_id "          \
     "AND um.sender_id <> me.user_id), "                                     \
@@ -100,15 +101,23 @@ static ngx_social_pg_stmt_t  ngx_social_chat_conv_stmts[] = {
                  "WHERE c.id = $2"),
       1, 0 },
 
-    /* $1 limit + 1, $2 the viewer, $3 max_id, $4 since_id */
+    /*
+     * $1 limit + 1, $2 the viewer, $3 max_id, $4 since_id.  The activity
+     * is the newest message's id, or the creation's: read from the
+     * index, so that sending a message never updates (and locks) the
+     * conversation's row.
+     */
     { ngx_string("chat_conversations"),
-      ngx_string("SELECT c.last_activity_id::text, "
-                 NGX_SOCIAL_CHAT_CONVERSATION " "
-                 "FROM conversation_members me JOIN conversations c "
-                 "ON c.id = me.conversation_id WHERE me.user_id = $2 "
-                 "AND ($3::bigint IS NULL OR c.last_activity_id < $3) "
-                 "AND ($4::bigint IS NULL OR c.last_activity_id > $4) "
-                 "ORDER BY c.last_activity_id DESC LIMIT $1"),
+      ngx_string("SELECT c.act::text, " NGX_SOCIAL_CHAT_CONVERSATION " "
+                 "FROM conversation_members me JOIN LATERAL (SELECT cv.*, "
+                 "COALESCE((SELECT max(m.id) FROM messages m "
+                 "WHERE m.conversation_id = cv.id), cv.last_activity_id) "
+                 "AS act FROM conversations cv "
+                 "WHERE cv.id = me.conversation_id) c ON true "
+                 "WHERE me.user_id = $2 "
+                 "AND ($3::bigint IS NULL OR c.act < $3) "
+                 "AND ($4::bigint IS NULL OR c.act > $4) "
+                 "ORDER BY c.act DESC LIMIT $1"),
       1, 0 },
 
     /* $1 the creator, $2 the other, $3 "low:high"; no row: it exists */

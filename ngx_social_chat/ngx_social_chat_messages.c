@@ -70,10 +70,6 @@ static ngx_social_pg_stmt_t  ngx_social_chat_msg_stmts[] = {
                  "text) SELECT id, $1, $3 FROM me RETURNING *), "
                  "j AS (SELECT msg.id, " NGX_SOCIAL_CHAT_MESSAGE("msg")
                  " AS body FROM msg), "
-                 "up AS (UPDATE conversations c SET last_message_id = j.id, "
-                 "last_activity_id = j.id FROM j WHERE c.id = $2 "
-                 "AND (c.last_message_id IS NULL "
-                 "OR c.last_message_id < j.id)), "
                  "idem AS (" NGX_SOCIAL_IDEM_STORE("$1", "$4", "$5", "201",
                      "(SELECT body::text FROM j)") "), "
                  "n AS (INSERT INTO notifications (user_id, type, actor_id, "
