@@ -3,7 +3,7 @@
 
 . "$(dirname "$0")/lib.sh"
 
-psql_bench -f "$BENCH_SCRIPT_DIR/seed.sql" >/dev/null
+seed_data
 
 check() {   # title, query
     local plan

@@ -20,6 +20,13 @@ psql_bench() {
         -v ON_ERROR_STOP=1 "$@"
 }
 
+# the data set of seed.sql, once per scratch database (benchmarks run in
+# one ./build.sh bench share it)
+seed_data() {
+    [ "$(psql_bench -tA -c 'SELECT count(*) FROM users WHERE id <= 10000')" \
+      = 10000 ] || psql_bench -f "$BENCH_SCRIPT_DIR/seed.sql" >/dev/null
+}
+
 # bench_nginx_start [sed expressions for conf/social.conf ...]
 bench_nginx_start() {
     local so expr

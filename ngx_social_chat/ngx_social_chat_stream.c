@@ -100,7 +100,7 @@ static ngx_social_redis_script_t  ngx_social_chat_replay_script = {
         "  out[#out + 1] = e[i][2][4] "
         "end "
         "return out"),
-    { 0 }
+    { 0 }, 0
 };
 
 

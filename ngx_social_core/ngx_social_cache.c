@@ -37,7 +37,7 @@ static ngx_social_redis_script_t  ngx_social_cache_forget_script = {
         "  redis.call('PEXPIRE', g, " NGX_SOCIAL_CACHE_GEN_TTL ") "
         "end "
         "return #ARGV - 1"),
-    { 0 }
+    { 0 }, 1
 };
 
 

@@ -44,7 +44,7 @@ static ngx_social_redis_script_t  ngx_social_events_stored = {
         "  redis.call('PUBLISH', KEYS[i], id .. ' ' .. ev) "
         "end "
         "return #KEYS / 2"),
-    { 0 }
+    { 0 }, 1
 };
 
 
@@ -54,7 +54,7 @@ static ngx_social_redis_script_t  ngx_social_events_ephemeral = {
         "local msg = '- ' .. ARGV[1] "
         "for i = 1, #KEYS do redis.call('PUBLISH', KEYS[i], msg) end "
         "return #KEYS"),
-    { 0 }
+    { 0 }, 0
 };
 
 

@@ -75,6 +75,7 @@ typedef struct {
     void                         *data;
     ngx_event_t                   event;     /* timeout, or posted failure */
     ngx_uint_t                    replies;   /* hiredis callbacks due */
+    ngx_uint_t                    write;     /* waits while Redis answers */
 
     /* EVALSHA: the saved argv, sent again as EVAL on NOSCRIPT */
     ngx_social_redis_script_t    *script;
@@ -397,6 +398,7 @@ ngx_social_redis_eval(ngx_http_request_t *r,
     }
 
     rec->script = script;
+    rec->write = script->write;
     rec->argc = n + 3;
     rec->argv = (const char **) (rec + 1);
     rec->argvlen = (size_t *) (rec->argv + rec->argc);
@@ -1405,7 +1407,8 @@ ngx_social_redis_complete(ngx_social_redis_cmd_t *rec, redisReply *reply)
 /*
  * The handler gets NULL; the record waits for its late reply, which is
  * dropped.  When nothing at all came from Redis for as long, the
- * connection is stalled and is replaced.
+ * connection is stalled and is replaced.  A write waits on while Redis
+ * answers; a stalled connection gives it NULL as it is replaced.
  */
 
 static void
@@ -1420,15 +1423,25 @@ ngx_social_redis_cmd_timeout(ngx_event_t *ev)
     conn = rec->conn;
     timeout = ngx_social_redis_worker.conf->command_timeout;
 
+    stalled = (ngx_msec_int_t) (ngx_current_msec - conn->last_read)
+              >= (ngx_msec_int_t) timeout;
+
+    if (rec->write && !stalled) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                       "social redis: a write is late, Redis answers: "
+                       "waiting");
+        ngx_add_timer(ev, timeout);
+        return;
+    }
+
     ngx_social_redis_worker.stats.timeouts++;
 
     ngx_log_error(NGX_LOG_INFO, ev->log, 0,
                   "social redis: no reply within %M ms", timeout);
 
-    stalled = (ngx_msec_int_t) (ngx_current_msec - conn->last_read)
-              >= (ngx_msec_int_t) timeout;
-
-    ngx_social_redis_complete(rec, NULL);
+    if (!rec->write || conn->ac == NULL) {
+        ngx_social_redis_complete(rec, NULL);
+    }
 
     if (stalled && conn->ac != NULL) {
         ngx_social_redis_drop(conn, "no reply in time, reconnecting");

@@ -37,9 +37,17 @@ typedef struct {
 } ngx_social_redis_argv_t;
 
 
+/*
+ * A script marked "write" keeps its caller waiting for its outcome for as
+ * long as Redis answers anything on the connection: a write that timed
+ * out has an unknown effect, and a slow Redis is no reason to believe it
+ * lost.  Only a stalled connection (nothing read for the command timeout)
+ * ends the wait, with a NULL reply.
+ */
 typedef struct {
     ngx_str_t                   source;    /* Lua */
     u_char                      sha1[41];  /* hex, set at registration */
+    ngx_uint_t                  write;
 } ngx_social_redis_script_t;
 
 

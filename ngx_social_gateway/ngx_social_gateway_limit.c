@@ -136,7 +136,7 @@ static ngx_social_redis_script_t  ngx_social_gateway_gcra = {
         "  end "
         "end "
         "return out"),
-    { 0 }
+    { 0 }, 0
 };
 
 

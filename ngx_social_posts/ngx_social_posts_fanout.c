@@ -90,7 +90,7 @@ static ngx_social_redis_script_t  ngx_social_posts_fanout_script = {
         "  end "
         "end "
         "return #ARGV - 4 - n"),
-    { 0 }
+    { 0 }, 1
 };
 
 

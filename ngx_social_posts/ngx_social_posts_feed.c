@@ -87,7 +87,7 @@ static ngx_social_redis_script_t  ngx_social_posts_feed_script = {
         "  if #ids < ask then break end "
         "end "
         "return out"),
-    { 0 }
+    { 0 }, 0
 };
 
 
@@ -111,7 +111,7 @@ static ngx_social_redis_script_t  ngx_social_posts_feed_store_script = {
         "redis.call('ZADD', fk, unpack(z)) "
         "redis.call('EXPIRE', fk, " NGX_SOCIAL_POSTS_FEED_TTL ") "
         "return 1"),
-    { 0 }
+    { 0 }, 0
 };
 
 

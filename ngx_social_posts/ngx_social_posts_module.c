@@ -20,7 +20,7 @@ static void ngx_social_posts_epoch_retry(ngx_event_t *ev);
 /* every cached post and feed at once: the next epoch names other keys */
 static ngx_social_redis_script_t  ngx_social_posts_epoch_script = {
     ngx_string("return redis.call('INCR', 'social:epoch')"),
-    { 0 }
+    { 0 }, 1
 };
 
 static ngx_uint_t        ngx_social_posts_losses;   /* cache updates lost */

@@ -58,7 +58,7 @@ static ngx_social_redis_script_t  ngx_social_posts_fetch = {
         "local out = {EP} "
         "for i = 2, #ARGV do out[i] = item(ARGV[i]) end "
         "return out"),
-    { 0 }
+    { 0 }, 0
 };
 
 
@@ -110,7 +110,7 @@ static ngx_social_redis_script_t  ngx_social_posts_fill_script = {
         "  end "
         "end "
         "return 1"),
-    { 0 }
+    { 0 }, 0
 };
 
 
@@ -145,7 +145,7 @@ static ngx_social_redis_script_t  ngx_social_posts_changed_script = {
         "  redis.call('HDEL', k, 'v:' .. ARGV[7]) "
         "end "
         "return 0"),
-    { 0 }
+    { 0 }, 1
 };
 
 

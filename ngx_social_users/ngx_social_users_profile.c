@@ -29,7 +29,7 @@ static ngx_social_redis_script_t  ngx_social_users_profile_fetch = {
         "local v = redis.call('GET', 'social:user:' .. ARGV[1]) "
         "if v then return v end "
         "return {redis.call('GET', 'social:ugen:' .. ARGV[1]) or '0'}"),
-    { 0 }
+    { 0 }, 0
 };
 
 
@@ -41,7 +41,7 @@ static ngx_social_redis_script_t  ngx_social_users_profile_fill = {
         "redis.call('SET', 'social:user:' .. ARGV[1], ARGV[3], "
         "           'EX', " NGX_SOCIAL_USERS_CACHE_TTL ") "
         "return 1"),
-    { 0 }
+    { 0 }, 0
 };
 
 

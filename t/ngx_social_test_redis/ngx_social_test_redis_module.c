@@ -4,6 +4,7 @@
  *   POST /t/redis/cmd      {"argv": [...]}              one command
  *   POST /t/redis/multi    {"commands": [[...], ...]}   MULTI ... EXEC
  *   POST /t/redis/eval     {"keys": [...], "args": [...]}
+ *   POST /t/redis/write    the same, the script marked as a write
  *   POST /t/redis/publish  {"channel", "message" | "self": true}
  *   GET  /t/redis/listen?channel=&timeout=ms&pattern=1&foreign=1
  *   GET  /t/redis/status
@@ -34,6 +35,10 @@ static ngx_int_t ngx_social_test_redis_cmd(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
 static ngx_int_t ngx_social_test_redis_multi(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
+static ngx_int_t ngx_social_test_redis_write(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
+static ngx_int_t ngx_social_test_redis_run(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx, ngx_social_redis_script_t *script);
 static ngx_int_t ngx_social_test_redis_eval(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
 static ngx_int_t ngx_social_test_redis_publish(ngx_http_request_t *r,
@@ -82,6 +87,8 @@ static ngx_social_route_t  ngx_social_test_redis_routes[] = {
       ngx_social_test_redis_multi, NGX_SOCIAL_ROUTE_JSON_BODY },
     { NGX_HTTP_POST, ngx_string("/t/redis/eval"),
       ngx_social_test_redis_eval, NGX_SOCIAL_ROUTE_JSON_BODY },
+    { NGX_HTTP_POST, ngx_string("/t/redis/write"),
+      ngx_social_test_redis_write, NGX_SOCIAL_ROUTE_JSON_BODY },
     { NGX_HTTP_POST, ngx_string("/t/redis/publish"),
       ngx_social_test_redis_publish, NGX_SOCIAL_ROUTE_JSON_BODY },
     { NGX_HTTP_GET, ngx_string("/t/redis/get/{key}"),
@@ -93,16 +100,22 @@ static ngx_social_route_t  ngx_social_test_redis_routes[] = {
 };
 
 
-/* KEYS[1] is incremented; the reply echoes the key and ARGV[1] */
-
 /* listen requests of this worker that still have a listener */
 
 static ngx_uint_t  ngx_social_test_redis_listeners;
 
 
+/* KEYS[1] is incremented; the reply echoes the key and ARGV[1] */
+
+#define NGX_SOCIAL_TEST_REDIS_LUA                                            \
+    "return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}"
+
 static ngx_social_redis_script_t  ngx_social_test_redis_script = {
-    ngx_string("return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}"),
-    ""
+    ngx_string(NGX_SOCIAL_TEST_REDIS_LUA), "", 0
+};
+
+static ngx_social_redis_script_t  ngx_social_test_redis_write_script = {
+    ngx_string(NGX_SOCIAL_TEST_REDIS_LUA), "", 1
 };
 
 
@@ -196,6 +209,22 @@ ngx_social_test_redis_multi(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 static ngx_int_t
 ngx_social_test_redis_eval(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 {
+    return ngx_social_test_redis_run(r, ctx, &ngx_social_test_redis_script);
+}
+
+
+static ngx_int_t
+ngx_social_test_redis_write(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
+{
+    return ngx_social_test_redis_run(r, ctx,
+                                     &ngx_social_test_redis_write_script);
+}
+
+
+static ngx_int_t
+ngx_social_test_redis_run(ngx_http_request_t *r, ngx_social_ctx_t *ctx,
+    ngx_social_redis_script_t *script)
+{
     json_t                   *keys, *args, *all;
     ngx_int_t                 rc;
     ngx_uint_t                nkeys;
@@ -222,7 +251,7 @@ ngx_social_test_redis_eval(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
         return ngx_social_test_redis_invalid(r, "keys and args: strings");
     }
 
-    rc = ngx_social_redis_eval(r, &ngx_social_test_redis_script, nkeys, &cmd,
+    rc = ngx_social_redis_eval(r, script, nkeys, &cmd,
                                ngx_social_test_redis_eval_done, r);
 
     return ngx_social_test_redis_wait(r, rc);
@@ -764,7 +793,10 @@ static ngx_int_t
 ngx_social_test_redis_postconfiguration(ngx_conf_t *cf)
 {
     if (ngx_social_redis_script_register(cf, &ngx_social_test_redis_script)
-        != NGX_OK)
+        != NGX_OK
+        || ngx_social_redis_script_register(cf,
+                                            &ngx_social_test_redis_write_script)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
