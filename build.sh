@@ -29,6 +29,8 @@ RUN_REDIS_PORT=${SOCIAL_REDIS_PORT:-16379}
 RUN_CLUSTER_PORT_BASE=${SOCIAL_CLUSTER_PORT_BASE:-9100}
 
 TEST_PG_PORT=${TEST_NGINX_PG_PORT:-25432}
+# the test suite's second PostgreSQL: ssl=on, TLS connections only
+TEST_PG_TLS_PORT=${TEST_NGINX_PG_TLS_PORT:-$((TEST_PG_PORT + 1))}
 TEST_REDIS_PORT=${TEST_NGINX_REDIS_PORT:-26379}
 
 # deps --build: what compiles the modules (the image's first stage);
@@ -55,7 +57,7 @@ usage: ./build.sh COMMAND [ARGS]
                     what compiles the modules, or only what runs them
   build             compile the modules into build/ (incremental)
   migrate           apply schema migrations to the database of 'run'
-  run [--cluster | --tls | --profile NAME | --nodes N]
+  run [--cluster | --tls | --profile NAME | --nodes N] [--check]
                     start PostgreSQL, Redis and nginx under .run/,
                     print the URL (safe to re-run: restarts nginx);
                     --cluster: a gateway and two instances of each
@@ -63,7 +65,9 @@ usage: ./build.sh COMMAND [ARGS]
                     on 8443 and PostgreSQL over TLS, with a local CA;
                     --profile: conf/profiles/NAME.conf (staging,
                     production); --nodes N: N nginx nodes (8080, 8081, ...)
-                    sharing one PostgreSQL and one Redis
+                    sharing one PostgreSQL and one Redis; --check: only
+                    write each node's configuration (nginx.conf.new) and
+                    check it with nginx -t, start nothing
   deploy blue|green build, start that colour's service instances and
                     switch the cluster's gateway to them (graceful reload)
   stop              stop what 'run' started
@@ -80,8 +84,10 @@ usage: ./build.sh COMMAND [ARGS]
                     the ConfigMap of deploy/k8s/ (production by default)
   test [--memcheck] [--pg-tls] [t/FILE.t ...]
                     the test suite against a throw-away PostgreSQL
-                    and Redis; --memcheck runs nginx under valgrind;
-                    --pg-tls: PostgreSQL with ssl=on, TLS connections only
+                    and Redis (the whole suite: then t/010-pg.t again
+                    against a second PostgreSQL with ssl=on, TLS only,
+                    sslmode=verify-full); --memcheck runs nginx under
+                    valgrind; --pg-tls: the files against that one only
   bench [NAME ...]  the benchmarks in bench/ (all by default)
 EOF
 }
@@ -199,8 +205,8 @@ pg_opts() {     # datadir port [test|run] [tls]
     printf '%s\n' "$opts"
 }
 
-# tlsdir: serve TLS with tlsdir's certificate (make_tls), restarting a
-# server that runs without it
+# tlsdir: serve TLS with tlsdir's certificate (make_tls), to TCP clients
+# over TLS only, restarting a server that runs without it
 pg_start() {    # datadir port logfile [test|run] [tlsdir]
     local data=$1 port=$2 logf=$3 mode=${4:-run} tlsdir=${5:-} tls=
     if [ ! -f "$data/PG_VERSION" ]; then
@@ -214,6 +220,8 @@ pg_start() {    # datadir port logfile [test|run] [tlsdir]
         tls=tls
         install -o postgres -m 600 "$tlsdir/server.crt" "$tlsdir/server.key" \
             "$data/"
+        # TCP connections over TLS only
+        sed -i 's/^host /hostssl /' "$data/pg_hba.conf"
     fi
     touch "$logf" && chown postgres: "$logf"
     if runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" status >/dev/null 2>&1
@@ -231,11 +239,6 @@ pg_start() {    # datadir port logfile [test|run] [tlsdir]
     psql_at "$port" postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname = 'social'" | grep -q 1 \
         || psql_at "$port" postgres -qc "CREATE DATABASE social"
-}
-
-# TCP connections over TLS only (the test suite's --pg-tls)
-pg_tls_only() {     # datadir
-    sed -i 's/^host /hostssl /' "$1/pg_hba.conf"
 }
 
 pg_stop() {
@@ -659,10 +662,11 @@ nodes_stop() {  # from: the nodes numbered from this one on
 }
 
 cmd_run() {
-    local pgdata mode=single nodes=1 tls=off n dir
+    local pgdata mode=single nodes=1 tls=off check=0 n dir
     while [ $# -gt 0 ]; do
         case $1 in
             --cluster) mode=cluster ;;
+            --check) check=1 ;;
             --tls) tls=on ;;
             --profile)
                 [ $# -ge 2 ] || die "--profile needs a name (conf/profiles/NAME.conf)"
@@ -675,14 +679,14 @@ cmd_run() {
                     *) die "--nodes takes 1 to 9, not \"$2\"" ;;
                 esac
                 shift ;;
-            *) die "unknown run option: $1 (--cluster, --tls, --profile NAME, --nodes N)" ;;
+            *) die "unknown run option: $1 (--cluster, --tls, --profile NAME, --nodes N, --check)" ;;
         esac
         shift
     done
     if [ $mode = cluster ] && { [ "$nodes" -gt 1 ] || [ $tls != off ] \
-        || [ -n "$PROFILE_FILE" ]; }
+        || [ -n "$PROFILE_FILE" ] || [ $check = 1 ]; }
     then
-        die "--cluster takes no --nodes, --tls or --profile"
+        die "--cluster takes no --nodes, --tls, --profile or --check"
     fi
     case $PROFILE_TLS in
         required) tls=required ;;
@@ -703,7 +707,9 @@ cmd_run() {
             node_conf "$n" $tls .new
             $NGINX -q -t -p "$dir/" -c "$dir/nginx.conf.new" \
                 || die "the nginx configuration of node $n is not valid"
+            [ $check = 0 ] || log "node $n: $dir/nginx.conf.new is valid"
         done
+        [ $check = 0 ] || return 0
     fi
 
     pgdata=$(pg_datadir "$RUN")
@@ -1053,31 +1059,24 @@ TEST_TMP=
 test_teardown() {
     [ -n "$TEST_TMP" ] || return 0
     redis_stop "$TEST_TMP/redis"
-    pg_stop "$(cat "$TEST_TMP/pgdata" 2>/dev/null || echo /nonexistent)"
+    pg_stop "$TEST_TMP/pg"
+    pg_stop "$TEST_TMP/pg-tls"
     rm -rf "$TEST_TMP"
 }
 
 # A throw-away PostgreSQL and Redis, migrated, for tests and benchmarks,
 # torn down on exit; the environment tells the suites where they are.
-scratch_services() {    # test | bench [tls]
-    local mode=$1 tls=${2:-} pgdata so mods=""
+# Tests also get a second PostgreSQL with ssl=on that takes TLS
+# connections only (TEST_NGINX_PG_TLS_*; its certificate, for localhost
+# and 127.0.0.1, and the CA that signed it in TEST_NGINX_TLS_DIR).
+scratch_services() {    # test | bench
+    local mode=$1 so mods=""
 
     TEST_TMP=$(mktemp -d /tmp/ngx-social-$mode.XXXXXX)
     chmod 755 "$TEST_TMP"
     trap test_teardown EXIT
 
-    pgdata=$TEST_TMP/pg
-    printf '%s\n' "$pgdata" >"$TEST_TMP/pgdata"
-    if [ -n "$tls" ]; then
-        make_tls "$TEST_TMP/tls"
-        pg_start "$pgdata" "$TEST_PG_PORT" "$TEST_TMP/postgresql.log" "$mode" \
-            "$TEST_TMP/tls"
-        pg_tls_only "$pgdata"
-        psql_at "$TEST_PG_PORT" postgres -qtAc 'SELECT pg_reload_conf()' >/dev/null
-        export TEST_NGINX_PG_SSL="sslmode=verify-full sslrootcert=$TEST_TMP/tls/ca.crt"
-    else
-        pg_start "$pgdata" "$TEST_PG_PORT" "$TEST_TMP/postgresql.log" "$mode"
-    fi
+    pg_start "$TEST_TMP/pg" "$TEST_PG_PORT" "$TEST_TMP/postgresql.log" "$mode"
     redis_start "$TEST_TMP/redis" "$TEST_REDIS_PORT" no
     migrate_at "$TEST_PG_PORT"
     make_keys "$TEST_TMP/keys" "$mode"
@@ -1089,32 +1088,52 @@ scratch_services() {    # test | bench [tls]
     export TEST_NGINX_SERVROOT=$TEST_TMP/servroot
     export TEST_NGINX_CONF_DIR=$ROOT/conf
     export TEST_NGINX_PG_PORT=$TEST_PG_PORT
-    export TEST_NGINX_PG_DATA=$pgdata
+    export TEST_NGINX_PG_DATA=$TEST_TMP/pg
     export TEST_NGINX_PG_LOG=$TEST_TMP/postgresql.log
-    TEST_NGINX_PG_OPTS=$(pg_opts "$pgdata" "$TEST_PG_PORT" "$mode" \
-                         ${tls:+tls})
+    TEST_NGINX_PG_OPTS=$(pg_opts "$TEST_TMP/pg" "$TEST_PG_PORT" "$mode")
     export TEST_NGINX_PG_OPTS
     export TEST_NGINX_REDIS_PORT=$TEST_REDIS_PORT
     export TEST_NGINX_KEYS_DIR=$TEST_TMP/keys
     export TEST_NGINX_PORT=${TEST_NGINX_PORT:-1984}
+
+    [ "$mode" = test ] || return 0
+    make_tls "$TEST_TMP/tls"
+    pg_start "$TEST_TMP/pg-tls" "$TEST_PG_TLS_PORT" \
+        "$TEST_TMP/postgresql-tls.log" test "$TEST_TMP/tls"
+    migrate_at "$TEST_PG_TLS_PORT"
+    export TEST_NGINX_TLS_DIR=$TEST_TMP/tls
+    export TEST_NGINX_PG_TLS_PORT=$TEST_PG_TLS_PORT
+    export TEST_NGINX_PG_TLS_DATA=$TEST_TMP/pg-tls
+    export TEST_NGINX_PG_TLS_LOG=$TEST_TMP/postgresql-tls.log
+    TEST_NGINX_PG_TLS_OPTS=$(pg_opts "$TEST_TMP/pg-tls" "$TEST_PG_TLS_PORT" \
+                             test tls)
+    export TEST_NGINX_PG_TLS_OPTS
+}
+
+# the suites' PostgreSQL is the TLS one, reached with sslmode=verify-full
+pg_tls_env() {
+    export TEST_NGINX_PG_PORT=$TEST_NGINX_PG_TLS_PORT
+    export TEST_NGINX_PG_DATA=$TEST_NGINX_PG_TLS_DATA
+    export TEST_NGINX_PG_LOG=$TEST_NGINX_PG_TLS_LOG
+    export TEST_NGINX_PG_OPTS=$TEST_NGINX_PG_TLS_OPTS
+    export TEST_NGINX_PG_SSL="sslmode=verify-full sslrootcert=$TEST_NGINX_TLS_DIR/ca.crt"
 }
 
 cmd_test() {
-    local memcheck=0 tls="" files=() rc=0
+    local memcheck=0 tls=0 files=() rc=0
     while [ $# -gt 0 ]; do
         case $1 in
             --memcheck) memcheck=1 ;;
-            --pg-tls) tls=tls ;;
+            --pg-tls) tls=1 ;;
             -*) die "unknown test option: $1" ;;
             *) files+=("$1") ;;
         esac
         shift
     done
-    [ ${#files[@]} -gt 0 ] || files=("$ROOT"/t/*.t)
 
     cmd_deps
     cmd_build
-    scratch_services test $tls
+    scratch_services test
 
     if [ $memcheck -eq 1 ]; then
         mkdir -p "$TEST_TMP/valgrind"
@@ -1129,6 +1148,16 @@ cmd_test() {
         export PERL5LIB=$ROOT/t/lib${PERL5LIB:+:$PERL5LIB}
     fi
 
+    if [ $tls -eq 1 ]; then
+        pg_tls_env
+        [ ${#files[@]} -gt 0 ] || files=("$ROOT"/t/*.t)
+    elif [ ${#files[@]} -eq 0 ]; then
+        # the whole suite, then the PostgreSQL adapter's suite over TLS
+        (cd "$ROOT" && prove ${PROVE_FLAGS:-} "$ROOT"/t/*.t) || rc=$?
+        log "t/010-pg.t against PostgreSQL over TLS (sslmode=verify-full)"
+        pg_tls_env
+        files=("$ROOT/t/010-pg.t")
+    fi
     (cd "$ROOT" && prove ${PROVE_FLAGS:-} "${files[@]}") || rc=$?
 
     if [ $memcheck -eq 1 ]; then

@@ -50,6 +50,8 @@ sub start_nginx {
     # the test servers' ports in place of those of ./build.sh run
     $social =~ s/listen 127\.0\.0\.1:8080/listen 127.0.0.1:$port/g;
     $social =~ s/port=15432/port=$ENV{TEST_NGINX_PG_PORT}/g;
+    $social =~ s/(dbname=social user=social)"/$1 $ENV{TEST_NGINX_PG_SSL}"/g
+        if $ENV{TEST_NGINX_PG_SSL};
     $social =~ s/127\.0\.0\.1:16379/127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}/g;
     $social =~ s{ keys/}{ $ENV{TEST_NGINX_KEYS_DIR}/}g;
 
