@@ -431,8 +431,11 @@ PROFILE_TLS=off
 # level or in events { } or http { }
 profile_load() {    # name
     PROFILE_FILE=$ROOT/conf/profiles/$1.conf
+    case $1 in
+        ''|*[!A-Za-z0-9_-]*) PROFILE_FILE=/nonexistent ;;
+    esac
     if [ ! -f "$PROFILE_FILE" ]; then
-        die "unknown profile \"$1\" (conf/profiles/ has: $(cd "$ROOT/conf/profiles" && ls ./*.conf | sed 's|^\./||; s|\.conf$||' | tr '\n' ' '))"
+        die "unknown profile \"$1\" (conf/profiles/ has: $(cd "$ROOT/conf/profiles" && ls ./*.conf | sed 's|^\./||; s|\.conf$||' | paste -sd ' '))"
     fi
     profile_lines >/dev/null
     PROFILE_TLS=$(profile_lines | awk -F'\t' '$1 == "main" && $2 ~ /^tls / {
