@@ -13,27 +13,15 @@ use lib "$FindBin::Bin/common";
 
 use File::Copy qw(copy);
 use File::Path qw(remove_tree);
-use HTTP::Tiny;
 use JSON::PP;
 use MIME::Base64 qw(decode_base64);
 use Test::More;
 use Social::Run;
+use Social::Test qw(forget_limits);
 
 my $json = JSON::PP->new->utf8;
-my $http = HTTP::Tiny->new(timeout => 10);
-my $base = 'http://127.0.0.1:' . node_port(1);
 
-sub api {
-    my ($method, $path, $body, $token) = @_;
-    my %h = (headers => {});
-    $h{headers}{Authorization} = "Bearer $token" if $token;
-    if ($body) {
-        $h{content} = $json->encode($body);
-        $h{headers}{'Content-Type'} = 'application/json';
-    }
-    my $r = $http->request($method, "$base$path", \%h);
-    return ($r->{status}, eval { $json->decode($r->{content}) });
-}
+sub api { node_api(1, @_) }
 
 sub token {
     my ($name) = @_;
@@ -50,6 +38,7 @@ sub kid {
 
 sub mode { sprintf '%o', (stat $_[0])[2] & 07777 }
 
+forget_limits();
 fresh_run();
 my ($rc, $out) = build_sh('run', '--check');
 is($rc, 0, 'run --check') or diag $out;

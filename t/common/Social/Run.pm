@@ -10,6 +10,7 @@ package Social::Run;
 #   my ($rc, $out) = build_sh('run', '--nodes', 2, '--check');
 #   start_nodes(2);                 # each answers /readyz
 #   node_port(2)                    # HTTP port of node 2
+#   my ($st, $json, $headers) = node_api(2, 'GET', '/v1/feed', undef, $tok);
 #   stop_nodes();                   # fails the test on an alert or crash
 
 use strict;
@@ -18,12 +19,13 @@ use warnings;
 use Exporter 'import';
 use File::Path qw(make_path remove_tree);
 use HTTP::Tiny;
+use JSON::PP;
 use POSIX ();
 use Test::More ();
 use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(build_sh fresh_run run_dir node_port https_port start_nodes
-                 stop_nodes node_pid);
+                 stop_nodes node_pid node_api);
 
 my $dir = ($ENV{TEST_NGINX_SERVROOT} || "$ENV{PWD}/t/servroot") . '-run';
 my $base = ($ENV{TEST_NGINX_PORT} || 1984) + 300;
@@ -35,6 +37,24 @@ sub node_port { $base + $_[0] - 1 }
 sub https_port { $base + 10 + $_[0] - 1 }
 
 sub _dir { $_[0] == 1 ? $dir : "$dir/node$_[0]" }
+
+my $JSON = JSON::PP->new->utf8->canonical;
+
+# node_api(NODE, METHOD, PATH, BODY?, TOKEN?) -> (status, JSON, headers);
+# BODY a reference, sent as JSON
+sub node_api {
+    my ($n, $method, $path, $body, $token) = @_;
+    my %args = (headers => {});
+    $args{headers}{Authorization} = "Bearer $token" if $token;
+    if ($body) {
+        $args{content} = $JSON->encode($body);
+        $args{headers}{'Content-Type'} = 'application/json';
+    }
+    my $r = HTTP::Tiny->new(timeout => 10, keep_alive => 0)->request(
+        $method, 'http://127.0.0.1:' . node_port($n) . $path, \%args);
+    return ($r->{status}, eval { $JSON->decode($r->{content}) },
+            $r->{headers});
+}
 
 # build_sh(ARGS...) -> (exit code, stdout and stderr); env => {...} first
 # to change the environment of this call
