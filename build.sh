@@ -84,10 +84,10 @@ usage: ./build.sh COMMAND [ARGS]
                     the ConfigMap of deploy/k8s/ (production by default)
   test [--memcheck] [--pg-tls] [t/FILE.t ...]
                     the test suite against a throw-away PostgreSQL
-                    and Redis (the whole suite: then t/010-pg.t again
-                    against a second PostgreSQL with ssl=on, TLS only,
-                    sslmode=verify-full); --memcheck runs nginx under
-                    valgrind; --pg-tls: the files against that one only
+                    and Redis (and a second PostgreSQL with ssl=on, TLS
+                    only, for t/070-tls.t); --memcheck runs nginx under
+                    valgrind; --pg-tls: every suite against that second
+                    one, with sslmode=verify-full
   bench [NAME ...]  the benchmarks in bench/ (all by default)
 EOF
 }
@@ -213,8 +213,10 @@ pg_start() {    # datadir port logfile [test|run] [tlsdir]
         mkdir -p "$data"
         chown postgres: "$data"
         chmod 700 "$data"
+        # a throw-away server's files need not reach the disk
         runuser -u postgres -- "$PGBIN/initdb" -D "$data" -A trust \
-            -U social -E UTF8 --locale=C.UTF-8 >/dev/null
+            -U social -E UTF8 --locale=C.UTF-8 \
+            $([ "$mode" = run ] || echo --no-sync) >/dev/null
     fi
     if [ -n "$tlsdir" ]; then
         tls=tls
@@ -935,9 +937,21 @@ cmd_restore() {
     redis-cli -p "$RUN_REDIS_PORT" ping 2>/dev/null | grep -q PONG \
         || redis_start "$RUN/redis" "$RUN_REDIS_PORT" yes
 
-    n=$(psql_at "$RUN_PG_PORT" postgres -tAc "SELECT string_agg(DISTINCT
-            coalesce(nullif(application_name, ''), 'unnamed'), ', ')
-        FROM pg_stat_activity WHERE datname = 'social'")
+    # the connections of an API just stopped may take a moment to go
+    n=$(psql_at "$RUN_PG_PORT" postgres -qtA <<'SQL'
+DO $$ BEGIN
+    FOR i IN 1..20 LOOP
+        PERFORM pg_stat_clear_snapshot();
+        EXIT WHEN NOT EXISTS (SELECT FROM pg_stat_activity
+                              WHERE datname = 'social');
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END $$;
+SELECT string_agg(DISTINCT coalesce(nullif(application_name, ''),
+                                    'unnamed'), ', ')
+FROM pg_stat_activity WHERE datname = 'social';
+SQL
+)
     [ -z "$n" ] || die "database social is in use ($n): stop the API first (./build.sh stop)"
 
     log "restoring $file (schema version $v)"
@@ -1079,6 +1093,13 @@ scratch_services() {    # test | bench
     chmod 755 "$TEST_TMP"
     trap test_teardown EXIT
 
+    # tests: the TLS server starts beside the other
+    if [ "$mode" = test ]; then
+        make_tls "$TEST_TMP/tls"
+        { pg_start "$TEST_TMP/pg-tls" "$TEST_PG_TLS_PORT" \
+              "$TEST_TMP/postgresql-tls.log" test "$TEST_TMP/tls"
+          migrate_at "$TEST_PG_TLS_PORT" 2>/dev/null; } &
+    fi
     pg_start "$TEST_TMP/pg" "$TEST_PG_PORT" "$TEST_TMP/postgresql.log" "$mode"
     redis_start "$TEST_TMP/redis" "$TEST_REDIS_PORT" no
     migrate_at "$TEST_PG_PORT"
@@ -1100,10 +1121,7 @@ scratch_services() {    # test | bench
     export TEST_NGINX_PORT=${TEST_NGINX_PORT:-1984}
 
     [ "$mode" = test ] || return 0
-    make_tls "$TEST_TMP/tls"
-    pg_start "$TEST_TMP/pg-tls" "$TEST_PG_TLS_PORT" \
-        "$TEST_TMP/postgresql-tls.log" test "$TEST_TMP/tls"
-    migrate_at "$TEST_PG_TLS_PORT"
+    wait $! || die "the TLS PostgreSQL did not start ($TEST_TMP/postgresql-tls.log)"
     export TEST_NGINX_TLS_DIR=$TEST_TMP/tls
     export TEST_NGINX_PG_TLS_PORT=$TEST_PG_TLS_PORT
     export TEST_NGINX_PG_TLS_DATA=$TEST_TMP/pg-tls
@@ -1151,16 +1169,8 @@ cmd_test() {
         export PERL5LIB=$ROOT/t/lib${PERL5LIB:+:$PERL5LIB}
     fi
 
-    if [ $tls -eq 1 ]; then
-        pg_tls_env
-        [ ${#files[@]} -gt 0 ] || files=("$ROOT"/t/*.t)
-    elif [ ${#files[@]} -eq 0 ]; then
-        # the whole suite, then the PostgreSQL adapter's suite over TLS
-        (cd "$ROOT" && prove ${PROVE_FLAGS:-} "$ROOT"/t/*.t) || rc=$?
-        log "t/010-pg.t against PostgreSQL over TLS (sslmode=verify-full)"
-        pg_tls_env
-        files=("$ROOT/t/010-pg.t")
-    fi
+    [ ${#files[@]} -gt 0 ] || files=("$ROOT"/t/*.t)
+    [ $tls -eq 0 ] || pg_tls_env
     (cd "$ROOT" && prove ${PROVE_FLAGS:-} "${files[@]}") || rc=$?
 
     if [ $memcheck -eq 1 ]; then

@@ -2,8 +2,8 @@
 # 1.3, the Mozilla intermediate ciphers, HTTP/2, HSTS) serves the API and
 # the stream (wss://).  PostgreSQL: the adapter connects with
 # sslmode=verify-full to a server that takes TLS connections only (the
-# suite's second PostgreSQL), refuses a server its CA did not sign, and
-# cannot connect without TLS.
+# suite's second PostgreSQL), connects again after that server restarts,
+# refuses a server its CA did not sign, and cannot connect without TLS.
 
 use strict;
 use warnings;
@@ -87,6 +87,15 @@ subtest 'PostgreSQL: verify-full over TLS, a TLS-only server' => sub {
         . "AND s.ssl AND s.version IN ('TLSv1.2', 'TLSv1.3')");
     ok($ssl > 0, "the pool's connections use TLS ($ssl)");
     is($plain, 0, 'none without');
+
+    local $ENV{TEST_NGINX_PG_DATA} = $ENV{TEST_NGINX_PG_TLS_DATA};
+    local $ENV{TEST_NGINX_PG_LOG} = $ENV{TEST_NGINX_PG_TLS_LOG};
+    local $ENV{TEST_NGINX_PG_OPTS} = $ENV{TEST_NGINX_PG_TLS_OPTS};
+    pg_server('stop');
+    pg_server('start');
+    ok(wait_until(sub { (api('POST', '/v1/posts', { text => 'again' },
+                             $u->{auth}))[0] == 201 }, 10),
+       'after a restart of PostgreSQL, connected again over TLS');
 };
 
 subtest 'the edge: TLS 1.2 and 1.3, HTTP/2, HSTS, intermediate ciphers' => sub {
