@@ -1014,9 +1014,11 @@ image_conf() {  # nginx|social
     R_REDIS=
     case $1 in
         social) render_social ;;
+        # the JSON access log (its format is social.conf's, so after it)
         nginx) nginx_conf "$IMAGE_MODULES" /tmp/nginx.pid /tmp \
                    "$IMAGE_ETC/social.conf" \
-                   | sed 's|^    access_log logs/access.log;|    access_log logs/access.log social_json;|' ;;
+                   | sed -e '/^    access_log logs\/access\.log;$/d' \
+                         -e 's|^    include \(.*\);$|&\n    access_log logs/access.log social_json;|' ;;
     esac
 }
 
@@ -1054,7 +1056,7 @@ cmd_k8s_config() {
     cat <<EOF2
 # The configuration of the pods: written by ./build.sh k8s-config
 # (conf/social.conf, conf/tls.conf and conf/profiles/production.conf);
-# t/074-image.t checks that it is up to date.
+# t/074-manifests.t checks that it is up to date.
 apiVersion: v1
 kind: ConfigMap
 metadata:
