@@ -206,7 +206,8 @@ pg_opts() {     # datadir port [test|run] [tls]
 }
 
 # tlsdir: serve TLS with tlsdir's certificate (make_tls), to TCP clients
-# over TLS only, restarting a server that runs without it
+# over TLS only, restarting a server that runs without it; a server set
+# up so once keeps TLS
 pg_start() {    # datadir port logfile [test|run] [tlsdir]
     local data=$1 port=$2 logf=$3 mode=${4:-run} tlsdir=${5:-} tls=
     if [ ! -f "$data/PG_VERSION" ]; then
@@ -219,17 +220,18 @@ pg_start() {    # datadir port logfile [test|run] [tlsdir]
             $([ "$mode" = run ] || echo --no-sync) >/dev/null
     fi
     if [ -n "$tlsdir" ]; then
-        tls=tls
         install -o postgres -m 600 "$tlsdir/server.crt" "$tlsdir/server.key" \
             "$data/"
         # TCP connections over TLS only
         sed -i 's/^host /hostssl /' "$data/pg_hba.conf"
     fi
+    # once over TLS, always (its clients can only connect so)
+    [ ! -f "$data/server.crt" ] || tls=tls
     touch "$logf" && chown postgres: "$logf"
     if runuser -u postgres -- "$PGBIN/pg_ctl" -D "$data" status >/dev/null 2>&1
     then
         if [ -z "$tls" ] \
-            || [ "$(psql_at "$port" postgres -tAc 'SHOW ssl')" = on ]
+            || [ "$(psql_at "$port" postgres -tAc 'SHOW ssl' 2>/dev/null)" = on ]
         then
             return 0
         fi
