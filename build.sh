@@ -95,16 +95,19 @@ EOF
 # ---------------------------------------------------------------- deps
 
 cmd_deps() {
-    local missing=() p wanted=("${PACKAGES[@]}")
+    local missing=() p installed wanted=("${PACKAGES[@]}")
     case ${1:-} in
         --build) wanted=("${BUILD_PACKAGES[@]}") ;;
         --runtime) wanted=("${RUNTIME_PACKAGES[@]}") ;;
         '') ;;
         *) die "unknown deps option: $1 (--build or --runtime)" ;;
     esac
+    # one dpkg-query for all (it is run before every run and test)
+    installed=" $(dpkg-query -W -f='${Package} ${Status}\n' "${wanted[@]}" \
+                  2>/dev/null | awk '/ install ok installed$/ { print $1 }' \
+                  | tr '\n' ' ')"
     for p in "${wanted[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
-            | grep -q 'install ok installed' || missing+=("$p")
+        [[ $installed == *" $p "* ]] || missing+=("$p")
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     [ "$(id -u)" -eq 0 ] || die "missing packages (${missing[*]}); run as root"
