@@ -143,6 +143,10 @@ subtest 'the API and the stream over https and wss' => sub {
     my $sse = Social::Stream->sse(token => $u->{token}, port => $https,
                                   tls => $ca);
     is($sse->status, 200, 'SSE over https');
+    $sse->close;
+    ok(wait_until(sub { (api('GET', '/metrics'))[3]
+                        =~ /^social_streams_open 0$/m }, 10),
+       'both streams closed');
 };
 
 stop_nginx();
