@@ -36,11 +36,13 @@ sub tls_server {
     return $text;
 }
 
-# PostgreSQL over TLS: the conninfo points at the TLS-only server
+# PostgreSQL over TLS: the whole conninfo (with the TLS settings of
+# --pg-tls, if any) points at the TLS-only server with these
 sub pg_tls_conninfo {
     my ($extra) = @_;
-    return { "port=$ENV{TEST_NGINX_PG_PORT} dbname=social user=social" =>
-             "port=$pg_tls dbname=social user=social $extra" };
+    my $ssl = $ENV{TEST_NGINX_PG_SSL} ? " $ENV{TEST_NGINX_PG_SSL}" : '';
+    return { "port=$ENV{TEST_NGINX_PG_PORT} dbname=social user=social$ssl\"" =>
+             "port=$pg_tls dbname=social user=social $extra\"" };
 }
 
 sub psql_tls {

@@ -84,6 +84,8 @@ subtest 'HorizontalPodAutoscaler, PodDisruptionBudget, Service' => sub {
     my %sp = map { $_->{port} => $port{ $_->{targetPort} } }
              @{ $svc->{spec}{ports} };
     is_deeply(\%sp, { 443 => 8443, 80 => 8080 }, '443 and 80 to the pods');
+    is($svc->{spec}{externalTrafficPolicy}, 'Local',
+       'client addresses kept (limits per address)');
 };
 
 subtest 'external PostgreSQL and Redis, Secrets' => sub {
