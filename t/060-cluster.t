@@ -18,7 +18,7 @@ use JSON::PP;
 use Test::More;
 use Time::HiRes qw(sleep);
 use Social::Stream;
-use Social::Test qw(wait_until redis_cli);
+use Social::Test qw(wait_until forget_limits);
 
 # instances: base+1..6, base+11..16; below the ephemeral port range, and
 # apart for suites run side by side with their own TEST_NGINX_PORT
@@ -77,8 +77,7 @@ sub req {
 sub api { req($gw, @_) }
 
 # buckets other tests left with their own limits
-redis_cli('EVAL', "for _, k in ipairs(redis.call('KEYS', 'social:rl:*')) "
-          . "do redis.call('DEL', k) end", 0);
+forget_limits();
 
 ok(cluster('start'), 'the cluster starts: a gateway and both sets');
 

@@ -19,8 +19,9 @@ sub defaults {
     my $block = shift;
 
     if (!defined $block->http_config) {
+        my $ssl = $ENV{TEST_NGINX_PG_SSL} ? " $ENV{TEST_NGINX_PG_SSL}" : '';
         $block->set_value('http_config', <<"EOF");
-social_pg_conninfo "host=127.0.0.1 port=$ENV{TEST_NGINX_PG_PORT} dbname=social user=social";
+social_pg_conninfo "host=127.0.0.1 port=$ENV{TEST_NGINX_PG_PORT} dbname=social user=social$ssl";
 EOF
     }
 

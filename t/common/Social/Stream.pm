@@ -11,6 +11,9 @@ package Social::Stream;
 #
 #   my $sse = Social::Stream->sse(token => $t, last_event_id => 5);
 #   my $ev = $sse->event(2);         # {id, event, data} or undef
+#
+# tls => CA_FILE (either kind): over TLS (wss://, https://) to localhost,
+# the certificate checked against that CA.
 
 use strict;
 use warnings;
@@ -35,6 +38,13 @@ sub _connect {
     }
     $s->connect(pack_sockaddr_in($port, inet_aton('127.0.0.1')))
         or die "connect: $!";
+    if ($o->{tls}) {
+        require IO::Socket::SSL;
+        IO::Socket::SSL->start_SSL($s, SSL_hostname => 'localhost',
+            SSL_verifycn_name => 'localhost', SSL_verifycn_scheme => 'http',
+            SSL_ca_file => $o->{tls})
+            or die "TLS: $IO::Socket::SSL::SSL_ERROR";
+    }
     $s->autoflush(1);
     binmode $s;
     return $s;
@@ -72,7 +82,9 @@ sub _fill {
     my ($self, $timeout) = @_;
     return 0 if $self->{eof};
     my $sel = IO::Select->new($self->{sock});
-    return 0 unless $sel->can_read($timeout);
+    # over TLS, bytes already decrypted wait in the socket object
+    my $pending = $self->{sock}->can('pending') && $self->{sock}->pending;
+    return 0 unless $pending || $sel->can_read($timeout);
     my $n = sysread($self->{sock}, my $chunk, 65536);
     if (!$n) {
         $self->{eof} = 1;
@@ -84,7 +96,7 @@ sub _fill {
 
 # Social::Stream->ws(token =>, query =>, headers => [...], key =>,
 #                    omit => [header names], version =>, rcvbuf =>,
-#                    port =>)
+#                    port =>, tls =>)
 sub ws {
     my ($class, %o) = @_;
     my $key = $o{key} // encode_base64(join('', map { chr int rand 256 }

@@ -20,7 +20,7 @@ use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(start_nginx stop_nginx reload_nginx api api_raw parallel
                  wait_until psql redis_cli error_log_since error_log_mark
-                 nginx_port nginx_pid pg_server new_user);
+                 nginx_port nginx_pid pg_server new_user forget_limits);
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 
@@ -50,6 +50,8 @@ sub start_nginx {
     # the test servers' ports in place of those of ./build.sh run
     $social =~ s/listen 127\.0\.0\.1:8080/listen 127.0.0.1:$port/g;
     $social =~ s/port=15432/port=$ENV{TEST_NGINX_PG_PORT}/g;
+    $social =~ s/(dbname=social user=social)"/$1 $ENV{TEST_NGINX_PG_SSL}"/g
+        if $ENV{TEST_NGINX_PG_SSL};
     $social =~ s/127\.0\.0\.1:16379/127.0.0.1:$ENV{TEST_NGINX_REDIS_PORT}/g;
     $social =~ s{ keys/}{ $ENV{TEST_NGINX_KEYS_DIR}/}g;
 
@@ -300,6 +302,12 @@ sub redis_cli {
     close $fh;
     $out =~ s/\s+\z//;
     return $out;
+}
+
+# every rate limit bucket in Redis goes (those other suites left)
+sub forget_limits {
+    redis_cli('EVAL', "for _, k in ipairs(redis.call('KEYS', 'social:rl:*'))"
+              . " do redis.call('DEL', k) end", 0);
 }
 
 # error log lines written since the last mark
