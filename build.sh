@@ -31,7 +31,11 @@ PACKAGES=(nginx nginx-dev libpq-dev libhiredis-dev libjansson-dev libssl-dev
           pkg-config make gcc postgresql postgresql-client redis-server
           libtest-base-perl libtest-longstring-perl liblist-moreutils-perl
           libhttp-message-perl liburi-perl libtext-diff-perl libipc-run-perl
-          valgrind wrk curl)
+          valgrind wrk curl chromium)
+
+# the browser tests and the OpenAPI check (t/js/): puppeteer-core drives
+# Debian's chromium (no browser download), ajv validates
+JS=$ROOT/t/js
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
@@ -65,12 +69,26 @@ cmd_deps() {
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
             | grep -q 'install ok installed' || missing+=("$p")
     done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    [ "$(id -u)" -eq 0 ] || die "missing packages (${missing[*]}); run as root"
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends "${missing[@]}" >/dev/null
+    # node and npm from Debian unless the machine has its own
+    command -v npm >/dev/null || missing+=(nodejs npm)
+    if [ ${#missing[@]} -gt 0 ]; then
+        [ "$(id -u)" -eq 0 ] \
+            || die "missing packages (${missing[*]}); run as root"
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    npm_deps
+}
+
+# t/js/node_modules as package-lock.json has it, again when the lock changed
+npm_deps() {
+    [ "$JS/node_modules/.package-lock.json" -nt "$JS/package-lock.json" ] \
+        && return 0
+    log "npm ci in t/js"
+    (cd "$JS" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund \
+        --loglevel=error >/dev/null) || die "npm ci failed in t/js"
 }
 
 # --------------------------------------------------------------- build
@@ -356,6 +374,7 @@ cmd_run() {
     redis_start "$RUN/redis" "$RUN_REDIS_PORT" yes
     migrate_at "$RUN_PG_PORT"
     make_keys "$RUN/keys"
+    ln -sfn "$ROOT/web" "$RUN/web"
 
     if [ $mode = cluster ]; then
         nginx_stop "$RUN/nginx.pid"
