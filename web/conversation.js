@@ -174,7 +174,8 @@ export async function render(root, [id], app) {
     });
 
     showMembers();
-    fill(root, heading, older.button, ol, typing, seen, composer, members);
+    fill(root, h('p', {class: 'back'}, h('a', {href: '#/chats'}, '← Chats')),
+         heading, older.button, ol, typing, seen, composer, members);
 
     async function reload() {
         ol.replaceChildren();

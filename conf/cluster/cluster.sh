@@ -46,7 +46,7 @@ colour_offset() {
     esac
 }
 
-# the templates' ports (8080, 15432, 16379, 91NN) and key folder, ours
+# the templates' ports (8080, 15432, 16379, 91NN), key and web folders, ours
 localize() {    # file
     local ports=() nn
     for nn in 01 02 03 04 05 06 11 12 13 14 15 16; do
@@ -56,6 +56,7 @@ localize() {    # file
         -e "s/port=15432/port=$CLUSTER_PG_PORT/" \
         -e "s/127\.0\.0\.1:16379/127.0.0.1:$CLUSTER_REDIS_PORT/" \
         -e "s| keys/| $CLUSTER_KEYS/|" \
+        -e "s| web/;| $CONF/../../web/;|" \
         "${ports[@]}" "$1"
 }
 

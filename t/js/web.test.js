@@ -184,16 +184,19 @@ async function posts(a, b) {
        'alice sees the like, share and reply; opening them clears the badge',
        kinds);
 
-    // alice deletes her HTML post
+    // alice deletes a post of hers from her profile
+    const typo = 'a post with a tpyo';
+    await go(a, '#/');
+    await compose(a, typo);
     await go(a, '#/u/' + alice);
-    const evilCard = await a.waitForFunction((t) =>
+    const typoCard = await a.waitForFunction((t) =>
         [...document.querySelectorAll('.post')]
             .find((e) => e.querySelector('.text').textContent === t),
-        {}, evil);
-    await (await evilCard.asElement().$('button.delete')).click();
+        {}, typo);
+    await (await typoCard.asElement().$('button.delete')).click();
     await a.waitForFunction((t) =>
         ![...document.querySelectorAll('.post .text')]
-            .some((e) => e.textContent === t), {}, evil);
+            .some((e) => e.textContent === t), {}, typo);
     ok(true, 'alice deletes a post of hers');
 }
 
@@ -247,10 +250,29 @@ async function chat(a, b) {
        'and back to bob, typing indicator first; no page reloaded');
 
     if (SCREENSHOT) {
-        await a.screenshot({path: SCREENSHOT});
-        note('screenshot: ' + SCREENSHOT);
+        await screenshot(a, b, cid);
     }
     a.cid = cid;
+}
+
+// The README's picture: alice's home feed beside bob's phone in the
+// conversation, side by side on a page of their screenshots.
+async function screenshot(a, b, cid) {
+    await go(a, '#/');
+    await waitText(a, '.post .text', 'hello from');
+    const shots = [await a.screenshot({encoding: 'base64'}),
+                   await b.screenshot({encoding: 'base64'})];
+    const page = await a.browser().newPage();
+    await page.setViewport({width: 1430, height: 844});
+    await page.setContent('<body style="margin:0;display:flex;gap:20px;' +
+        'align-items:flex-start;background:#d9dee5;padding:0 10px 0 0">' +
+        shots.map((s) => '<img src="data:image/png;base64,' + s + '">')
+            .join('') + '</body>', {waitUntil: 'load'});
+    await page.screenshot({path: SCREENSHOT});
+    await page.close();
+    await go(a, '#/c/' + cid);
+    await waitText(a, '.messages li .text', 'see you');
+    note('screenshot: ' + SCREENSHOT);
 }
 
 // nginx restarts while alice's page is open; bob sends two messages
