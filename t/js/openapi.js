@@ -1,8 +1,8 @@
 // docs/openapi.yaml as a checker of real answers: check(request, answer)
 // lists every way an answer disagrees with the document (an undocumented
-// status, a missing header, a body that fails its schema, a JSON body that
-// is not compact as docs/API.md promises, an error whose request_id is
-// not the X-Request-Id).
+// status, a missing header, a body that fails its schema, an error whose
+// request_id is not the X-Request-Id); compact() notes JSON that is not
+// compact, as docs/API.md promises it is.
 
 import fs from 'node:fs';
 import {createRequire} from 'node:module';
@@ -97,6 +97,21 @@ export function validate(pointer, value) {
 
 export const exercised = new Set();     // "get /v1/feed 200"
 
+// docs/API.md: every answer's JSON is compact.  What is not, by where it
+// came from (a route, "WebSocket event"), is kept here for one test of
+// its own rather than failing each answer.
+export const loose = new Set();
+
+export function isCompact(text) {
+    return JSON.stringify(JSON.parse(text)) === text;
+}
+
+export function compact(where, text) {
+    if (!isCompact(text)) {
+        loose.add(where);
+    }
+}
+
 // answer: {status, headers (lowercase names), body (text)}
 export function check(method, url, answer) {
     const t = template(url);
@@ -166,10 +181,7 @@ export function check(method, url, answer) {
     } catch (err) {
         return problems.concat('the body is not JSON: ' + err.message);
     }
-    if (JSON.stringify(json) !== answer.body) {
-        problems.push('the JSON is not compact (docs/API.md): ' +
-                      answer.body.slice(0, 200));
-    }
+    compact(method + ' ' + t, answer.body);
     if (json && typeof json.error === 'object' &&
         json.error.request_id !== answer.headers['x-request-id']) {
         problems.push('error.request_id is not the X-Request-Id');
