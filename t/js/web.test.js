@@ -37,6 +37,26 @@ async function waitBadge(page, n, id = 'notif-badge') {
         {}, id, n);
 }
 
+// inputs without a label, buttons and links without a name
+async function unnamed(page) {
+    return page.evaluate(() => [
+        ...[...document.querySelectorAll('input, textarea, select')]
+            .filter((e) => e.labels.length === 0 &&
+                           !e.getAttribute('aria-label'))
+            .map((e) => e.outerHTML),
+        ...[...document.querySelectorAll('button, a[href]')]
+            .filter((e) => !e.hidden && e.textContent.trim() === '' &&
+                           !e.getAttribute('aria-label'))
+            .map((e) => e.outerHTML),
+    ]);
+}
+
+async function labelled(page, what) {
+    const bad = await unnamed(page);
+    ok(bad.length === 0, what + ': every control has a label or a name',
+       ...bad);
+}
+
 async function waitLive(page) {
     await page.waitForSelector('#stream-status[data-state=open]');
 }
@@ -108,6 +128,7 @@ async function accounts(a, b) {
     const wide = await b.evaluate(() =>
         document.documentElement.scrollWidth <= window.innerWidth);
     ok(wide, 'a profile fits a phone width (no sideways scrolling)');
+    await labelled(b, 'a profile');
 }
 
 async function posts(a, b) {
@@ -184,6 +205,23 @@ async function posts(a, b) {
        'alice sees the like, share and reply; opening them clears the badge',
        kinds);
 
+    // more posts than a page: the profile pages with "Load more"
+    const token = (await session(a)).access_token;
+    for (let i = 1; i <= 21; i++) {
+        await api(token, 'POST', '/v1/posts', {text: 'post number ' + i});
+    }
+    await go(b, '#/u/' + alice);
+    await waitText(b, '.post .text', 'post number 21');
+    const before = await b.$$eval('.post', (l) => l.length);
+    ok(before === 20 && !(await b.$('.more[hidden]')),
+       'a profile shows a page of 20 posts and a "Load more"', before);
+    await b.click('button.more');
+    await waitText(b, '.post .text', hello);
+    ok(await b.$$eval('.post .text', (l) => l.some((e) =>
+        e.textContent === 'post number 1')),
+       'the next page follows (cursor paging)');
+    await labelled(b, 'a post list');
+
     // alice deletes a post of hers from her profile
     const typo = 'a post with a tpyo';
     await go(a, '#/');
@@ -248,6 +286,32 @@ async function chat(a, b) {
     await waitText(b, '.messages li.theirs .text', 'see you');
     ok(await notReloaded(a) && await notReloaded(b),
        'and back to bob, typing indicator first; no page reloaded');
+
+    await labelled(b, 'a conversation');
+
+    // a group: bob starts it from his chat list, alice sees it come
+    await go(b, '#/chats');
+    await go(a, '#/chats');
+    await type(b, 'input[name=usernames]', alice);
+    await type(b, 'input[name=title]', 'The ' + tag + ' club');
+    await b.keyboard.press('Enter');
+    await b.waitForSelector('#message-text');
+    await waitText(b, '.members', 'admin');
+    await say(b, 'welcome to the club');
+    const group = await waitText(a, '.conversations li', 'The ' + tag);
+    ok(true, 'bob starts a group; it shows in alice\'s list live');
+    await (await group.$('a')).click();
+    await waitText(a, '.messages li.theirs .text', 'welcome to the club');
+    await say(a, 'thanks');
+    await waitText(b, '.messages li.theirs .text', 'thanks');
+    ok(true, 'they chat in the group');
+    await a.click('button.leave');
+    await a.waitForFunction(() => location.hash === '#/chats');
+    ok(true, 'alice leaves the group');
+    await go(a, '#/c/' + cid);
+    await go(b, '#/c/' + cid);
+    await waitText(a, '.messages li .text', 'see you');
+    await waitText(b, '.messages li .text', 'see you');
 
     if (SCREENSHOT) {
         await screenshot(a, b, cid);
