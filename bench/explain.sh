@@ -30,7 +30,7 @@ check "relationship" \
 check "author's posts page" \
     "SELECT id FROM posts WHERE author_id = 4242 AND deleted_at IS NULL ORDER BY id DESC LIMIT 21" || rc=1
 check "feed rebuild (200 followees)" \
-    "SELECT id FROM posts WHERE author_id = ANY (ARRAY(SELECT followee_id FROM follows WHERE follower_id = 4242) || 4242::bigint) AND deleted_at IS NULL ORDER BY id DESC LIMIT 200" || rc=1
+    "SELECT id FROM posts WHERE author_id = ANY (ARRAY(SELECT followee_id FROM follows WHERE follower_id = 4242) || 4242::bigint) AND deleted_at IS NULL ORDER BY id DESC LIMIT 500" || rc=1
 check "replies page" \
     "SELECT id FROM posts WHERE reply_to_id = 10000950 AND deleted_at IS NULL ORDER BY id DESC LIMIT 21" || rc=1
 check "likers page" \
@@ -43,8 +43,10 @@ check "notifications page" \
     "SELECT id FROM notifications WHERE user_id = 4242 ORDER BY id DESC LIMIT 21" || rc=1
 check "mark notifications read" \
     "SELECT count(*) FROM notifications WHERE user_id = 4242 AND id <= 40000000 AND NOT read" || rc=1
-check "conversation list" \
-    "SELECT c.id FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = 42 ORDER BY c.last_activity_id DESC LIMIT 21" || rc=1
+check "conversation list (by newest message)" \
+    "SELECT c.id FROM conversation_members me JOIN LATERAL (SELECT cv.id, COALESCE((SELECT max(m.id) FROM messages m WHERE m.conversation_id = cv.id), cv.last_activity_id) AS act FROM conversations cv WHERE cv.id = me.conversation_id) c ON true WHERE me.user_id = 42 ORDER BY c.act DESC LIMIT 21" || rc=1
+check "last message of a conversation" \
+    "SELECT id FROM messages WHERE conversation_id = 40000042 ORDER BY id DESC LIMIT 1" || rc=1
 check "direct conversation of a pair" \
     "SELECT id FROM conversations WHERE direct_key = '42:43'" || rc=1
 check "message history page" \

@@ -39,10 +39,11 @@ bench_nginx_start() {
         done
         cat <<CONF
 worker_processes 2;
+${BENCH_RLIMIT:+worker_rlimit_nofile $BENCH_RLIMIT;}
 thread_pool default threads=4;
 pid $BENCH_DIR/nginx.pid;
 error_log $BENCH_DIR/logs/error.log warn;
-events { worker_connections 4096; }
+events { worker_connections ${BENCH_WORKER_CONNECTIONS:-4096}; }
 http {
     access_log off;
     client_body_temp_path $BENCH_DIR/tmp;

@@ -271,6 +271,9 @@ ngx_int_t ngx_social_cache_forget(ngx_http_request_t *r, ngx_str_t *users,
 /* live events */
 ngx_int_t ngx_social_events_publish(ngx_http_request_t *r, int64_t *users,
     ngx_uint_t n, ngx_str_t *event, ngx_uint_t ephemeral);
+ngx_int_t ngx_social_events_publish_then(ngx_http_request_t *r,
+    int64_t *users, ngx_uint_t n, ngx_str_t *event, ngx_uint_t ephemeral,
+    ngx_social_redis_handler_pt done, void *data);
 ngx_int_t ngx_social_events_id_decimal(ngx_str_t *entry, u_char *buf,
     ngx_str_t *out);
 ngx_int_t ngx_social_events_id_entry(ngx_str_t *decimal, u_char *buf,

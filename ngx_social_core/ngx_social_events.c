@@ -24,7 +24,8 @@
 
 
 static ngx_int_t ngx_social_events_send(ngx_http_request_t *r,
-    int64_t *users, ngx_uint_t n, ngx_str_t *event, ngx_uint_t ephemeral);
+    int64_t *users, ngx_uint_t n, ngx_str_t *event, ngx_uint_t ephemeral,
+    ngx_social_redis_handler_pt done, void *data);
 static void ngx_social_events_sent(redisReply *reply, void *data);
 
 
@@ -81,12 +82,32 @@ ngx_int_t
 ngx_social_events_publish(ngx_http_request_t *r, int64_t *users,
     ngx_uint_t n, ngx_str_t *event, ngx_uint_t ephemeral)
 {
+    return ngx_social_events_publish_then(r, users, n, event, ephemeral,
+                                          NULL, NULL);
+}
+
+
+/*
+ * The same; then done (if not NULL) is called, bound to r, once Redis
+ * has published to every user (reply NULL or an error reply if the last
+ * batch failed): an answer sent after it orders the events of causally
+ * related requests.  NGX_ERROR: nothing was sent, done is not called.
+ */
+
+ngx_int_t
+ngx_social_events_publish_then(ngx_http_request_t *r, int64_t *users,
+    ngx_uint_t n, ngx_str_t *event, ngx_uint_t ephemeral,
+    ngx_social_redis_handler_pt done, void *data)
+{
     ngx_uint_t  i, k;
 
     for (i = 0; i < n; i += k) {
         k = ngx_min(n - i, NGX_SOCIAL_EVENTS_BATCH);
 
-        if (ngx_social_events_send(r, users + i, k, event, ephemeral)
+        /* one connection, in order: the last batch's reply comes last */
+
+        if (ngx_social_events_send(r, users + i, k, event, ephemeral,
+                                   (i + k == n) ? done : NULL, data)
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -99,7 +120,8 @@ ngx_social_events_publish(ngx_http_request_t *r, int64_t *users,
 
 static ngx_int_t
 ngx_social_events_send(ngx_http_request_t *r, int64_t *users, ngx_uint_t n,
-    ngx_str_t *event, ngx_uint_t ephemeral)
+    ngx_str_t *event, ngx_uint_t ephemeral, ngx_social_redis_handler_pt done,
+    void *data)
 {
     u_char                   *p, *last;
     ngx_log_t                *log;
@@ -145,9 +167,11 @@ ngx_social_events_send(ngx_http_request_t *r, int64_t *users, ngx_uint_t n,
     args.argv = argv;
     args.argvlen = argvlen;
 
-    if (ngx_social_redis_eval(NULL, ephemeral ? &ngx_social_events_ephemeral
-                                              : &ngx_social_events_stored,
-                              argc - 1, &args, ngx_social_events_sent, NULL)
+    if (ngx_social_redis_eval(done ? r : NULL,
+                              ephemeral ? &ngx_social_events_ephemeral
+                                        : &ngx_social_events_stored,
+                              argc - 1, &args,
+                              done ? done : ngx_social_events_sent, data)
         != NGX_OK)
     {
         ngx_free(argv);

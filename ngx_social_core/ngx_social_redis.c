@@ -181,6 +181,7 @@ static void ngx_social_redis_channel_dispatch(ngx_social_redis_channel_t *ch,
 static void ngx_social_redis_channel_sweep(ngx_social_redis_channel_t *ch);
 static void ngx_social_redis_channel_release(ngx_social_redis_channel_t *ch);
 static void ngx_social_redis_resubscribe(ngx_social_redis_conn_t *conn);
+static void ngx_social_redis_unsubscribed(redisReply **e);
 static void ngx_social_redis_resubscribe_kind(ngx_social_redis_conn_t *conn,
     ngx_uint_t pattern);
 static void ngx_social_redis_sub_reply(redisAsyncContext *ac, void *r,
@@ -1567,12 +1568,15 @@ ngx_social_redis_channel_get(ngx_str_t *name, ngx_uint_t pattern)
     ngx_queue_insert_tail(&w->channels, &ch->queue);
     w->stats.channels++;
 
+    /*
+     * Its listeners learn (resync) when the subscription is live: a
+     * reader may then look for what it missed without a gap.  Until the
+     * connection is ready it is subscribed with the others.
+     */
+    ch->resync = 1;
+
     if (w->sub != NULL && w->sub->state == NGX_SOCIAL_REDIS_READY) {
         ngx_social_redis_channel_send(ch, 1);
-
-    } else {
-        /* subscribed with the others once the connection is ready */
-        ch->resync = 1;
     }
 
     return ch;
@@ -1841,6 +1845,7 @@ ngx_social_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
         if (!i && !ngx_social_redis_str_is(e[0], "subscribe",
                                            sizeof("subscribe") - 1))
         {
+            ngx_social_redis_unsubscribed(e);
             return;
         }
 
@@ -1861,6 +1866,37 @@ ngx_social_redis_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
     ngx_social_redis_worker.stats.messages++;
 
     ngx_social_redis_channel_dispatch(ch, &channel, &message);
+}
+
+
+/*
+ * An UNSUBSCRIBE answered.  If the channel was subscribed again while it
+ * was in flight, hiredis 0.14 has just forgotten the channel (and, when
+ * it was the last, that the connection is subscribed): the new SUBSCRIBE
+ * would get no reply and its messages would be dropped.  Subscribing once
+ * more tells hiredis again; Redis takes the repeat as a no-op.
+ */
+
+static void
+ngx_social_redis_unsubscribed(redisReply **e)
+{
+    ngx_uint_t                   p;
+    ngx_social_redis_channel_t  *ch;
+
+    p = ngx_social_redis_str_is(e[0], "punsubscribe",
+                                sizeof("punsubscribe") - 1);
+
+    if (!p && !ngx_social_redis_str_is(e[0], "unsubscribe",
+                                       sizeof("unsubscribe") - 1))
+    {
+        return;
+    }
+
+    ch = ngx_social_redis_channel_find(p, e[1]->str, e[1]->len);
+
+    if (ch != NULL) {
+        ngx_social_redis_channel_send(ch, 1);
+    }
 }
 
 

@@ -92,8 +92,10 @@ ngx_int_t ngx_social_redis_eval(ngx_http_request_t *r,
  * Local listeners of one channel (or pattern) share one Redis
  * subscription; the last unsubscribe releases it.  A listener lives until
  * ngx_social_redis_unsubscribe(), across reconnects; resync is called
- * (may be NULL) once its subscription is live again after the subscriber
- * connection was down, as messages may have been lost meanwhile.
+ * (may be NULL) once the channel's subscription is first live, and again
+ * whenever it is live again after the subscriber connection was down, as
+ * messages may have been lost meanwhile (a listener added to a channel
+ * that is live already is not called).
  * Callbacks run from the subscriber connection's events and may
  * unsubscribe any listener; they are not bound to a request, so one that
  * finalizes a request runs ngx_http_run_posted_requests() itself.  With

@@ -51,9 +51,12 @@ static void ngx_social_posts_fanout_logged(redisReply *reply, void *data);
 
 
 /*
- * ARGV[1] "add" or "del", [2] the feed size, [3] a user whose profile
- * changed (or ""), [4] how many posts, then the posts (members), then the
- * users whose feeds get them.  A user whose feed is being rebuilt gets
+ * ARGV[1] "add", "add+trim" or "del", [2] the feed size, [3] a user whose
+ * profile changed (or ""), [4] how many posts, then the posts (members),
+ * then the users whose feeds get them.  Feeds are cut back to their size
+ * only with "add+trim" (one post in ten): reads never need more than
+ * the newest, and a feed a few posts over its size costs less than a cut
+ * at every post.  A user whose feed is being rebuilt gets
  * its generation moved instead, so that the rebuild, which may have read
  * PostgreSQL before the posts, is not stored.
  */
@@ -71,7 +74,7 @@ static ngx_social_redis_script_t  ngx_social_posts_fanout_script = {
         "    for j = 5, 4 + n do redis.call('ZREM', k, ARGV[j]) end "
         "  elseif redis.call('EXISTS', k) == 1 then "
         "    redis.call('ZADD', k, unpack(z)) "
-        "    local c = redis.call('ZCARD', k) "
+        "    local c = ARGV[1] == 'add+trim' and redis.call('ZCARD', k) or 0 "
         "    if c > cap + 1 then "
         "      redis.call('ZREMRANGEBYRANK', k, 1, c - cap - 1) "
         "      if redis.call('ZREM', k, '" NGX_SOCIAL_POSTS_FEED_WHOLE "') "
@@ -388,6 +391,7 @@ ngx_social_posts_fanout_send(ngx_http_request_t *r, ngx_log_t *log,
 {
     u_char                    size[NGX_INT_T_LEN], count[NGX_INT_T_LEN];
     ngx_int_t                 rc;
+    ngx_str_t                 mode;
     ngx_uint_t                i, argc;
     const char              **argv;
     size_t                   *argvlen;
@@ -402,8 +406,18 @@ ngx_social_posts_fanout_send(ngx_http_request_t *r, ngx_log_t *log,
 
     argvlen = (size_t *) (argv + argc);
 
-    argv[0] = remove ? "del" : "add";
-    argvlen[0] = 3;
+    if (remove) {
+        ngx_str_set(&mode, "del");
+
+    } else if (nposts > 1 || posts[0].data[posts[0].len - 1] == '0') {
+        ngx_str_set(&mode, "add+trim");
+
+    } else {
+        ngx_str_set(&mode, "add");
+    }
+
+    argv[0] = (const char *) mode.data;
+    argvlen[0] = mode.len;
     argv[1] = (const char *) size;
     argvlen[1] = ngx_sprintf(size, "%ui", ngx_social_posts_feed_size())
                  - size;

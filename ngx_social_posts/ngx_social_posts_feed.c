@@ -126,8 +126,8 @@ static ngx_social_pg_stmt_t  ngx_social_posts_feed_stmts[] = {
     /* $1 the user, $2 how many, $3 below this id (or NULL): the newest */
     { ngx_string("posts_feed"),
       ngx_string("SELECT p.id::text FROM posts p "
-                 "WHERE p.author_id IN (SELECT followee_id FROM follows "
-                 "WHERE follower_id = $1 UNION ALL SELECT $1) "
+                 "WHERE p.author_id = ANY (ARRAY(SELECT followee_id "
+                 "FROM follows WHERE follower_id = $1) || $1::bigint) "
                  "AND p.deleted_at IS NULL "
                  "AND ($3::bigint IS NULL OR p.id < $3) "
                  "ORDER BY p.id DESC LIMIT $2"),
@@ -136,8 +136,8 @@ static ngx_social_pg_stmt_t  ngx_social_posts_feed_stmts[] = {
     /* a page of the feed between cursors, beyond what the cache holds */
     { ngx_string("posts_feed_page"),
       ngx_string("SELECT p.id::text FROM posts p "
-                 "WHERE p.author_id IN (SELECT followee_id FROM follows "
-                 "WHERE follower_id = $1 UNION ALL SELECT $1) "
+                 "WHERE p.author_id = ANY (ARRAY(SELECT followee_id "
+                 "FROM follows WHERE follower_id = $1) || $1::bigint) "
                  "AND p.deleted_at IS NULL "
                  "AND ($3::bigint IS NULL OR p.id < $3) "
                  "AND ($4::bigint IS NULL OR p.id > $4) "

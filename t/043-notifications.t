@@ -1,7 +1,8 @@
 # Notifications: follow, like, share, reply and mention are written with
 # the write that caused them, listed newest first, marked read up to an id
 # (inclusive, never back), and published to the recipient's event stream
-# in Redis for the live streams (social:ev:<user>).
+# in Redis for the live streams (social:ev:<user>), whose WebSocket and
+# SSE clients get them at once.
 
 use strict;
 use warnings;
@@ -10,6 +11,7 @@ use lib "$FindBin::Bin/common";
 
 use Test::More;
 use JSON::PP;
+use Social::Stream;
 use Social::Test;
 
 start_nginx();
@@ -99,6 +101,28 @@ subtest 'each one is published to the recipient\'s event stream' => sub {
     is_deeply($e->{data}, $listed{ $e->{data}{id} },
               'the same object as listed');
     is(redis_cli('XLEN', "social:ev:$you->{id}"), 0, 'none for the actor');
+};
+
+subtest 'live on the recipient\'s streams' => sub {
+    my $ws = Social::Stream->ws(token => $you->{token});
+    my $sse = Social::Stream->sse(token => $you->{token});
+    is_deeply([$ws->status, $sse->status], [101, 200], 'both streams open');
+    api('POST', "/v1/users/$you->{id}/follow", undef, $me->{auth});
+    my (undef, $p) = api('POST', '/v1/posts', { text => 'yours' },
+                         $you->{auth});
+    api('POST', "/v1/posts/$p->{id}/like", undef, $me->{auth});
+    my @listed = @{ notes($you)->{items} };
+    for my $s ([WebSocket => $ws], [SSE => $sse]) {
+        my @got = grep { $_->{event} eq 'notification.created' }
+            map { $s->[1]->event(5) || () } 1 .. 2;
+        is_deeply([map { $_->{data}{type} } @got], [qw(follow like)],
+                  "$s->[0]: the follow, then the like");
+        is_deeply([map { $_->{data}{id} } @got],
+                  [map { $_->{id} } reverse @listed],
+                  "$s->[0]: the notifications listed");
+        is($got[1]{data}{post_id}, $p->{id}, "$s->[0]: the liked post");
+    }
+    $_->close for $ws, $sse;
 };
 
 stop_nginx();

@@ -2,8 +2,9 @@
 # the gateway; a service instance reached directly believes no identity
 # header; requests still answered with one instance of each service
 # stopped; deploy to the other colour under a steady wrk load with no
-# failed request; deploy refuses an unknown colour or a stopped cluster.
-# (The stream through the gateway waits for the chat module.)
+# failed request; deploy refuses an unknown colour or a stopped cluster;
+# the stream over WebSocket and SSE through the gateway, with events from
+# the chat and the posts instances.
 
 use strict;
 use warnings;
@@ -16,9 +17,12 @@ use HTTP::Tiny;
 use JSON::PP;
 use Test::More;
 use Time::HiRes qw(sleep);
+use Social::Stream;
 use Social::Test qw(wait_until redis_cli);
 
-my $base = 47300;                  # instances: base+1..6, base+11..16
+# instances: base+1..6, base+11..16; below the ephemeral port range, and
+# apart for suites run side by side with their own TEST_NGINX_PORT
+my $base = ($ENV{TEST_NGINX_PORT} || 1984) + 200;
 my $gw = $base;
 my $root = ($ENV{TEST_NGINX_SERVROOT} || "$ENV{PWD}/t/servroot") . '-cluster';
 my $conf = "$root/conf";
@@ -136,6 +140,48 @@ is($j->{bio}, 'through the gateway', 'nothing changed');
 is_deeply([$st, $j->{id}], [200, $me->{id}],
           'direct, with the token: verified by the instance itself');
 
+# the stream through the gateway: WebSocket and SSE, events from a chat
+# instance (a message) and from a posts instance (a mention)
+{
+    my (undef, $tv) = api('POST', '/oauth/token', { grant_type => 'password',
+        username => $v, password => 'correct horse' });
+    my $ws = Social::Stream->ws(port => $gw, token => $tv->{access_token});
+    is($ws->status, 101, 'stream through the gateway: WebSocket 101');
+    ok($ws->accept_ok, 'the handshake passed through');
+    my $sse = Social::Stream->sse(port => $gw, token => $tv->{access_token});
+    is($sse->status, 200, 'stream through the gateway: SSE 200');
+    my $mine = Social::Stream->ws(port => $gw, token => $t->{access_token});
+
+    my ($s1, $c) = api('POST', '/v1/conversations',
+                       { member_ids => [$other->{id}] }, $auth);
+    ok($s1 == 200 || $s1 == 201, 'a direct conversation');
+    my ($s2, $m) = api('POST', "/v1/conversations/$c->{id}/messages",
+                       { text => 'through the gateway' }, $auth);
+    is($s2, 201, 'a message');
+    my ($ev) = grep { $_->{event} eq 'message.created' }
+        map { $ws->event(5) || () } 1 .. 2;
+    is($ev && $ev->{data}{id}, $m->{id}, 'the message on the WebSocket');
+    my ($sev) = grep { $_->{event} eq 'message.created' }
+        map { $sse->event(5) || () } 1 .. 2;
+    is($sev && $sev->{data}{id}, $m->{id}, 'the message on the SSE stream');
+
+    my $tv_auth = { Authorization => "Bearer $tv->{access_token}" };
+    my ($s3, $p) = api('POST', '/v1/posts', { text => "hello \@$u" },
+                       $tv_auth);
+    is($s3, 201, 'a post mentioning the other user');
+    my $n;
+    for (1 .. 4) {
+        my $e = $mine->event(5) or last;
+        next unless $e->{event} eq 'notification.created'
+            && $e->{data}{type} eq 'mention';
+        $n = $e;
+        last;
+    }
+    is($n && $n->{data}{post_id}, $p->{id},
+       'the mention from a posts instance on the stream');
+    $_->close for $ws, $sse, $mine;
+}
+
 # one instance of each service stopped
 for my $i (1, 3, 5) {
     my $pid = `cat $root/run/blue-$i/nginx.pid`;
@@ -149,7 +195,8 @@ is_deeply(\@st, [(200) x 10], 'users: every request answered');
 is($st, 200, 'a write answered too (the refused connection is retried)');
 @st = map { (api('GET', '/v1/posts/1'))[0] } 1 .. 4;
 is_deeply(\@st, [(404) x 4], 'posts: answered by the other instance');
-@st = map { (api('GET', '/v1/conversations/1'))[0] } 1 .. 4;
+@st = map { (api('GET', '/v1/conversations/999999999', undef, $auth))[0] }
+    1 .. 4;
 is_deeply(\@st, [(404) x 4], 'chat: answered by the other instance');
 
 # blue-green under load: wrk on a proxied route while deploy switches.
