@@ -39,7 +39,8 @@ export async function launch() {
 
 // A page in a context of its own (its own storage: another person).
 // page.problems collects console errors (a CSP refusal is one), page
-// errors and failed requests of the page's own files.
+// errors and failed requests of the page's own files; page.urls every
+// URL it requested (WebSockets aside).
 export async function person(browser, {width = 1000, height = 800,
                                        context = null} = {}) {
     const ctx = context || await browser.createBrowserContext();
@@ -56,6 +57,8 @@ export async function person(browser, {width = 1000, height = 800,
         }
     });
     page.on('pageerror', (e) => page.problems.push('error: ' + e.message));
+    page.urls = [];
+    page.on('request', (r) => page.urls.push(r.url()));
     page.on('dialog', (d) => d.accept());
     page.setDefaultTimeout(TIMEOUT);
     await page.setViewport({width, height});

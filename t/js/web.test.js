@@ -1,10 +1,12 @@
 // The web client in a real browser (t/080-web.t runs this against a test
-// nginx): two people sign up, follow each other, see each other's posts
-// without reloading, chat live both ways with typing indicators, and the
-// stream comes back after nginx restarts with what was sent meanwhile.
+// nginx): the page's CSP, two people sign up (an API error shown on the
+// way), follow each other, see each other's posts without reloading,
+// chat live both ways with typing indicators, and the stream comes back
+// after nginx restarts with what was sent meanwhile; no token in a URL
+// but the stream's.
 
-import {api, go, launch, open, person, session, signup, type,
-        waitText} from './browser.js';
+import {BASE, POLL, api, go, launch, open, person, press, session, signup,
+        type, waitText} from './browser.js';
 import {control, is, note, ok, run} from './tap.js';
 
 const tag = process.pid % 100000;
@@ -34,7 +36,7 @@ function badge(page, id = 'notif-badge') {
 async function waitBadge(page, n, id = 'notif-badge') {
     await page.waitForFunction((i, want) =>
         Number(document.getElementById(i).dataset.count || 0) === want,
-        {}, id, n);
+        POLL, id, n);
 }
 
 // inputs without a label, buttons and links without a name
@@ -78,7 +80,7 @@ async function compose(page, text) {
 function postText(page, text) {
     return page.waitForFunction((t) =>
         [...document.querySelectorAll('.post .text')]
-            .find((e) => e.textContent === t), {}, text);
+            .find((e) => e.textContent === t), POLL, text);
 }
 
 async function say(page, text) {
@@ -94,12 +96,21 @@ await run(async () => {
 
     try {
         const only = process.env.SOCIAL_ONLY;   // while developing
-        for (const part of [accounts, posts, chat, reconnect, sseFallback]) {
+        for (const part of [security, accounts, posts, chat, reconnect,
+                            sseFallback]) {
             if (!only || only.split(',').includes(part.name)) {
                 await part(a, b, browser);
             }
         }
         for (const p of [a, b]) {
+            const leaks = p.urls.filter((u) => {
+                const url = new URL(u);
+                return url.pathname !== '/v1/stream' &&
+                       /token|eyJ/i.test(url.search + url.hash);
+            });
+            ok(leaks.length === 0, 'no token in a URL the page of ' +
+               (p === a ? alice : bob) + ' requested (the stream aside)',
+               ...leaks);
             ok(p.problems.length === 0, 'no error in the console of ' +
                (p === a ? alice : bob) + ' (CSP refusals included)',
                ...p.problems);
@@ -109,8 +120,34 @@ await run(async () => {
     }
 });
 
+// the page's own protection: a Content-Security-Policy without inline
+// script, and no inline script or handler it would have to allow
+async function security() {
+    const res = await fetch(BASE + '/');
+    const csp = res.headers.get('content-security-policy') || '';
+    const html = await res.text();
+    ok(/script-src 'self'/.test(csp) && /default-src 'none'/.test(csp) &&
+       !/unsafe-inline|unsafe-eval/.test(csp),
+       'the page is served with a CSP allowing only its own scripts', csp);
+    ok(!/<script(?![^>]*\ssrc=)/i.test(html) && !/\son[a-z]+=/i.test(html),
+       'the page has no inline script or event handler attribute');
+}
+
 async function accounts(a, b) {
     await signup(a, alice);
+
+    // an error of the API is shown with its message and code
+    await open(b, '#/signup');
+    await type(b, 'input[name=username]', alice);
+    await type(b, 'input[name=email]', bob + '@example.com');
+    await type(b, 'input[name=password]', 'correct horse');
+    await b.keyboard.press('Enter');
+    const said = await waitText(b, '#alerts .alert', 'username_taken');
+    ok(true, 'a taken username is shown to the person: ' +
+       await said.evaluate((e) => e.firstChild.textContent));
+    await press(b, '#alerts .alert button.dismiss');     // the keyboard
+    await b.waitForSelector('#alerts .alert', {hidden: true});
+
     await signup(b, bob);
     ok(true, 'both sign up and land on their home feed');
 
@@ -171,10 +208,10 @@ async function posts(a, b) {
     const first = await b.waitForFunction((t) =>
         [...document.querySelectorAll('.post')]
             .find((e) => e.querySelector('.text').textContent === t),
-        {}, hello);
+        POLL, hello);
     const like = await first.asElement().$('button.like');
     await like.click();
-    await b.waitForFunction((e) => e.dataset.likes === '1', {},
+    await b.waitForFunction((e) => e.dataset.likes === '1', POLL,
                             first.asElement());
     await waitBadge(a, aliceUnread + 1);
     ok(true, "bob's like reaches alice's badge live");
@@ -183,7 +220,7 @@ async function posts(a, b) {
     await share.click();
     await b.waitForFunction((e) =>
         e.querySelector('button.share').getAttribute('aria-pressed') ===
-        'true', {}, first.asElement());
+        'true', POLL, first.asElement());
     await waitText(b, '.post .shared-by', bob);
     ok(true, 'bob shares it; his share shows in his feed');
 
@@ -205,21 +242,25 @@ async function posts(a, b) {
        'alice sees the like, share and reply; opening them clears the badge',
        kinds);
 
-    // more posts than a page: the profile pages with "Load more"
-    const token = (await session(a)).access_token;
+    // more posts than a page (by someone they do not follow, so their
+    // feeds stay as they are): the profile pages with "Load more"
+    const carol = 'carol_' + tag;
+    await api(null, 'POST', '/v1/users', {username: carol,
+        email: carol + '@example.com', password: 'correct horse'});
+    const token = (await api(null, 'POST', '/oauth/token', {
+        grant_type: 'password', username: carol,
+        password: 'correct horse'})).body.access_token;
     for (let i = 1; i <= 21; i++) {
         await api(token, 'POST', '/v1/posts', {text: 'post number ' + i});
     }
-    await go(b, '#/u/' + alice);
+    await go(b, '#/u/' + carol);
     await waitText(b, '.post .text', 'post number 21');
     const before = await b.$$eval('.post', (l) => l.length);
     ok(before === 20 && !(await b.$('.more[hidden]')),
        'a profile shows a page of 20 posts and a "Load more"', before);
     await b.click('button.more');
-    await waitText(b, '.post .text', hello);
-    ok(await b.$$eval('.post .text', (l) => l.some((e) =>
-        e.textContent === 'post number 1')),
-       'the next page follows (cursor paging)');
+    await postText(b, 'post number 1');
+    ok(true, 'the next page follows (cursor paging)');
     await labelled(b, 'a post list');
 
     // alice deletes a post of hers from her profile
@@ -230,11 +271,11 @@ async function posts(a, b) {
     const typoCard = await a.waitForFunction((t) =>
         [...document.querySelectorAll('.post')]
             .find((e) => e.querySelector('.text').textContent === t),
-        {}, typo);
+        POLL, typo);
     await (await typoCard.asElement().$('button.delete')).click();
     await a.waitForFunction((t) =>
         ![...document.querySelectorAll('.post .text')]
-            .some((e) => e.textContent === t), {}, typo);
+            .some((e) => e.textContent === t), POLL, typo);
     ok(true, 'alice deletes a post of hers');
 }
 
@@ -275,7 +316,7 @@ async function chat(a, b) {
     await b.keyboard.press('Enter');
     await waitText(a, '.messages li.theirs .text', 'hello back');
     await a.waitForFunction(() =>
-        document.querySelector('.typing').textContent === '');
+        document.querySelector('.typing').textContent === '', POLL);
     ok(true, "bob's message reaches alice live and ends his indicator");
 
     // typed as a person does (the server passes on one typing signal per
@@ -306,7 +347,7 @@ async function chat(a, b) {
     await waitText(b, '.messages li.theirs .text', 'thanks');
     ok(true, 'they chat in the group');
     await a.click('button.leave');
-    await a.waitForFunction(() => location.hash === '#/chats');
+    await a.waitForFunction(() => location.hash === '#/chats', POLL);
     ok(true, 'alice leaves the group');
     await go(a, '#/c/' + cid);
     await go(b, '#/c/' + cid);
@@ -355,7 +396,7 @@ async function reconnect(a, b) {
     await a.waitForFunction(() => {
         const s = document.querySelector('#stream-status').dataset;
         return s.state === 'reconnecting' && Number(s.failures) >= 2;
-    }, {timeout: 30000});
+    }, {...POLL, timeout: 30000});
     ok(true, "alice's page notices and keeps retrying (backing off)");
 
     await control('start');
