@@ -34,17 +34,6 @@ export function ok(cond, name, ...diag) {
     return cond;
 }
 
-// a known failure: reported, not counted ("# TODO" in TAP)
-export function todo(cond, name, reason, ...diag) {
-    console.log((cond ? 'ok - ' : 'not ok - ') + name + ' # TODO ' + reason);
-    if (!cond) {
-        for (const d of diag) {
-            console.log('#   ' + d);
-        }
-    }
-    return cond;
-}
-
 export function is(got, want, name) {
     return ok(got === want, name, 'got:  ' + JSON.stringify(got),
               'want: ' + JSON.stringify(want));

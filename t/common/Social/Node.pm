@@ -2,8 +2,8 @@ package Social::Node;
 
 # Runs a node script of t/js/ (browser tests, the OpenAPI check) against
 # the nginx that Social::Test started, and turns its "ok - ..." and
-# "not ok - ..." lines into this test's own results ("... # TODO why": a
-# known failure; "# " lines are diagnostics).  The script may ask for "control: stop" and "control:
+# "not ok - ..." lines into this test's own results ("# " lines are
+# diagnostics).  The script may ask for "control: stop" and "control:
 # start" (nginx stopped, started again with the same options) and waits for
 # "done" on its stdin.  The script's exit status is a result too.
 
@@ -45,12 +45,7 @@ sub node_test {
 
     while (my $line = <$out>) {
         chomp $line;
-        if ($line =~ /^(not )?ok - (.*) # TODO (.*)$/) {
-            my $builder = Test::More->builder;
-            $builder->todo_start($3);
-            Test::More::ok(!$1, $2);
-            $builder->todo_end;
-        } elsif ($line =~ /^(not )?ok - (.*)$/) {
+        if ($line =~ /^(not )?ok - (.*)$/) {
             Test::More::ok(!$1, $2);
         } elsif ($line =~ /^#   (.*)$/) {
             Test::More::diag($1);           # the detail of a failure
