@@ -99,7 +99,9 @@ await run(async () => {
         for (const part of [security, accounts, posts, chat, reconnect,
                             sseFallback]) {
             if (!only || only.split(',').includes(part.name)) {
+                const start = Date.now();
                 await part(a, b, browser);
+                note(part.name + ': ' + (Date.now() - start) + ' ms');
             }
         }
         for (const p of [a, b]) {
