@@ -123,6 +123,30 @@ export async function login(username, password) {
     return me;
 }
 
+// Changes the password and signs in again with the new one.  The change
+// revokes every refresh token and voids the access tokens issued up to
+// its second, so it holds the refresh lock until the new pair is stored:
+// a refresh or a refused request meanwhile, in any tab, waits and takes
+// the new pair instead of ending the session with a revoked token.
+export async function changePassword(current, password) {
+    const token = await accessToken();
+    const user = me();
+
+    await withLock(async () => {
+        const revoked = session.get().refresh_token;
+
+        await answer(await send('PATCH', '/v1/users/me',
+                                {password, current_password: current},
+                                {}, token));
+        // the next second: a token issued in the change's is void
+        await sleep(1100);
+        const tokens = await grant({grant_type: 'password',
+                                    username: user.username, password});
+        session.save(stored(tokens, user));
+        await replaced(revoked);
+    });
+}
+
 export async function logout() {
     const s = session.get();
 
@@ -146,6 +170,56 @@ function withLock(f) {
     return f();
 }
 
+// localStorage reaches the other tabs a little after the lock is
+// released, so a tab that replaced the refresh token also holds, for 10
+// s, a lock named after the old one: a tab that still reads the old token
+// sees it and waits for the new pair instead of presenting a rotated (or
+// revoked) token, which would end the session.
+const REPLACED = STORE + '.replaced ';
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function mark(token) {
+    const hash = await crypto.subtle.digest('SHA-256',
+                                            new TextEncoder().encode(token));
+    return REPLACED + Array.from(new Uint8Array(hash).slice(0, 8),
+        (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function replaced(token) {
+    if (!navigator.locks) {
+        return;
+    }
+    const name = await mark(token);
+    await new Promise((held) => {
+        navigator.locks.request(name, () => {
+            held();
+            return sleep(10000);
+        });
+    });
+}
+
+// the session with the new pair, when another tab replaced s's refresh
+// token (null otherwise)
+async function replacement(s) {
+    if (!navigator.locks) {
+        return null;
+    }
+    const name = await mark(s.refresh_token);
+    const {held} = await navigator.locks.query();
+
+    if (held.some((l) => l.name === name)) {
+        for (let i = 0; i < 200; i++) {
+            const now = session.get();
+            if (now && now.refresh_token !== s.refresh_token) {
+                return now;
+            }
+            await sleep(50);
+        }
+    }
+    return null;
+}
+
 // A new token pair for the session, unless another tab refreshed since
 // `stale` (the access token that was refused or about to expire).
 let refreshing = null;
@@ -162,11 +236,16 @@ function refresh(stale) {
             s.expires_at - Date.now() > early(s)) {
             return s;
         }
+        const other = await replacement(s);
+        if (other) {
+            return other;
+        }
         try {
             const tokens = await grant({grant_type: 'refresh_token',
                                         refresh_token: s.refresh_token});
             const next = stored(tokens, s.user);
             session.save(next);
+            await replaced(s.refresh_token);
             return next;
         } catch (err) {
             if (err.status === 400 || err.status === 401) {
@@ -211,6 +290,11 @@ export async function api(method, path, body, headers) {
         const s = await refresh(token);
         res = await send(method, path, body, headers, s.access_token);
     }
+    return answer(res);
+}
+
+// an answer's JSON (null for 204), or its error thrown
+async function answer(res) {
     if (res.status === 204) {
         return null;
     }

@@ -1,6 +1,6 @@
 // The profile's display name and bio, and the password.
 
-import {api, login, setMe} from './api.js';
+import {api, changePassword, setMe} from './api.js';
 import {field, fill, form, h} from './dom.js';
 
 export function render(root, _params, app) {
@@ -33,17 +33,8 @@ export function render(root, _params, app) {
                     minlength: 8, autocomplete: 'new-password'}),
              h('button', {type: 'submit'}, 'Change password'),
          ], async (f) => {
-             const password = f.elements.password.value;
-             await api('PATCH', '/v1/users/me', {
-                 password,
-                 current_password: f.elements.current_password.value,
-             });
-             // the change revoked every refresh token, this session's too:
-             // sign in again with the new password, in the next second (the
-             // server voids the access tokens issued up to the second of
-             // the change, docs/API.md)
-             await new Promise((resolve) => setTimeout(resolve, 1100));
-             await login(user.username, password);
+             await changePassword(f.elements.current_password.value,
+                                  f.elements.password.value);
              f.reset();
              fill(saved, 'Password changed; other sessions were logged out.');
          }),

@@ -61,7 +61,23 @@ await run(async () => {
         await go(one, '#/settings');
         await type(one, 'input[name=current_password]', 'correct horse');
         await type(one, 'input[name=password]', 'battery staple');
+        const changed = one.waitForResponse((r) =>
+            r.request().method() === 'PATCH' &&
+            r.url().endsWith('/v1/users/me'));
         await one.keyboard.press('Enter');
+        await changed;
+        // the other tab's token is due just then: its refresh waits for
+        // the new pair (the old refresh token is revoked by now)
+        const during = await two.evaluate(async () => {
+            const key = 'ngx_social.session';
+            const s = JSON.parse(localStorage.getItem(key));
+            localStorage.setItem(key, JSON.stringify({...s,
+                                                      expires_at: 0}));
+            const {api} = await import(location.origin + '/assets/api.js');
+            return (await api('GET', '/v1/users/me')).username;
+        });
+        is(during, name, 'a tab refreshing during the change gets the new ' +
+           'pair (the session goes on)');
         await waitText(one, '.saved', 'Password changed');
         const before = await session(one);
         await sleep(TTL + 1000);
