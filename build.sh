@@ -43,7 +43,11 @@ PACKAGES=("${BUILD_PACKAGES[@]}" postgresql postgresql-client redis-server
           openssl curl libtest-base-perl libtest-longstring-perl
           liblist-moreutils-perl libhttp-message-perl liburi-perl
           libtext-diff-perl libipc-run-perl libio-socket-ssl-perl
-          libyaml-libyaml-perl valgrind wrk)
+          libyaml-libyaml-perl valgrind wrk chromium)
+
+# the browser tests and the OpenAPI check (t/js/): puppeteer-core drives
+# Debian's chromium (no browser download), ajv validates
+JS=$ROOT/t/js
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
@@ -109,12 +113,26 @@ cmd_deps() {
     for p in "${wanted[@]}"; do
         [[ $installed == *" $p "* ]] || missing+=("$p")
     done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    [ "$(id -u)" -eq 0 ] || die "missing packages (${missing[*]}); run as root"
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends "${missing[@]}" >/dev/null
+    # node and npm from Debian unless the machine has its own
+    [ -n "${1:-}" ] || command -v npm >/dev/null || missing+=(nodejs npm)
+    if [ ${#missing[@]} -gt 0 ]; then
+        [ "$(id -u)" -eq 0 ] \
+            || die "missing packages (${missing[*]}); run as root"
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    [ -n "${1:-}" ] || npm_deps
+}
+
+# t/js/node_modules as package-lock.json has it, again when the lock changed
+npm_deps() {
+    [ "$JS/node_modules/.package-lock.json" -nt "$JS/package-lock.json" ] \
+        && return 0
+    log "npm ci in t/js"
+    (cd "$JS" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund \
+        --loglevel=error >/dev/null) || die "npm ci failed in t/js"
 }
 
 # --------------------------------------------------------------- build
@@ -732,6 +750,9 @@ cmd_run() {
     printf '%s\n' "$pgdata" >"$RUN/pgdata"
     redis_start "$RUN/redis" "$RUN_REDIS_PORT" yes
     migrate_at "$RUN_PG_PORT"
+    for n in $(seq "$nodes"); do
+        ln -sfn "$ROOT/web" "$(node_dir "$n")/web"
+    done
 
     if [ $mode = cluster ]; then
         nodes_stop 1

@@ -436,7 +436,9 @@ ngx_social_chat_stream_detach(ngx_event_t *ev)
         return;
     }
 
-    if (n && ngx_social_chat_ws_input(s, p, n) == NGX_ERROR) {
+    if (n && (ngx_social_chat_ws_input(s, p, n) == NGX_ERROR
+              || c->destroyed))
+    {
         return;
     }
 

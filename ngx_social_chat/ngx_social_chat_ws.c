@@ -305,7 +305,11 @@ ngx_social_chat_ws_read(ngx_event_t *rev)
             continue;
         }
 
-        if (ngx_social_chat_ws_input(s, buf, n) == NGX_ERROR) {
+        /* answering a close frame may have closed the connection */
+
+        if (ngx_social_chat_ws_input(s, buf, n) == NGX_ERROR
+            || c->destroyed)
+        {
             return;
         }
 

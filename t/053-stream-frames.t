@@ -14,6 +14,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use Social::Test;
 use Social::Stream;
+use Socket qw(SOL_SOCKET SO_LINGER);
 
 my $run = int(rand(1e6));
 
@@ -196,6 +197,22 @@ subtest 'quick reconnects keep the subscription working' => sub {
     }
     my $ws = ws();
     ok(ready($g->{id}, $bob, $ws), 'the stream after them gets events');
+    $ws->close;
+};
+
+subtest 'a client that closes and resets at once' => sub {
+    # a browser closing a page: its close frame, then the connection goes;
+    # the answer to the close frame fails and the stream closes then, with
+    # nothing read from the closed connection after it (no alert in the
+    # log, which stop_nginx checks)
+    for (1 .. 10) {
+        my $ws = ws();
+        $ws->frame(0x8, pack('n', 1001));
+        setsockopt($ws->socket, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
+        $ws->close;
+    }
+    my $ws = ws();
+    ok(ready($g->{id}, $bob, $ws), 'streams still work after them');
     $ws->close;
 };
 

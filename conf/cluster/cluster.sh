@@ -46,9 +46,9 @@ colour_offset() {
     esac
 }
 
-# the templates' ports (8080, 15432, 16379, 91NN) and key folder, ours;
-# the folder's keys.conf (build.sh's rotated keys) when it has one, in
-# place of the template's key (before the folder is put in its path)
+# the templates' ports (8080, 15432, 16379, 91NN), key and web folders,
+# ours; the folder's keys.conf (build.sh's rotated keys) when it has one,
+# in place of the template's key (before the folder is put in its path)
 localize() {    # file
     local subst=() nn
     for nn in 01 02 03 04 05 06 11 12 13 14 15 16; do
@@ -60,7 +60,8 @@ localize() {    # file
         -e "s/127\.0\.0\.1:8080/127.0.0.1:$CLUSTER_HTTP_PORT/" \
         -e "s/port=15432/port=$CLUSTER_PG_PORT/" \
         -e "s/127\.0\.0\.1:16379/127.0.0.1:$CLUSTER_REDIS_PORT/" \
-        -e "s| keys/| $CLUSTER_KEYS/|" "$1"
+        -e "s| keys/| $CLUSTER_KEYS/|" \
+        -e "s| web/;| $CONF/../../web/;|" "$1"
 }
 
 nginx_conf() { # name workers

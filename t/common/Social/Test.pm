@@ -44,6 +44,9 @@ sub start_nginx {
 
     remove_tree($root);
     make_path("$root/logs", "$root/tmp", "$root/conf");
+    # the web client's files, under the prefix as ./build.sh run has them
+    symlink("$ENV{TEST_NGINX_CONF_DIR}/../web", "$root/web")
+        or die "symlink web: $!";
 
     my $social = _read("$ENV{TEST_NGINX_CONF_DIR}/social.conf");
 
