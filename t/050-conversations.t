@@ -15,21 +15,9 @@ use Social::Test;
 
 my $run = int(rand(1e6));
 
-sub user {
-    my ($name) = @_;
-    my $u = "cv${run}_$name";
-    my ($st, $j) = api('POST', '/v1/users', { username => $u,
-        email => "$u\@example.com", password => 'correct horse' });
-    die "register $u: $st" unless $st == 201;
-    my (undef, $t) = api('POST', '/oauth/token', { grant_type => 'password',
-        username => $u, password => 'correct horse' });
-    return { id => $j->{id}, name => $u, token => $t->{access_token},
-             auth => { Authorization => "Bearer $t->{access_token}" } };
-}
-
 start_nginx(workers => 2);
 
-my ($ann, $bob, $cat, $dan) = map { user($_) } qw(ann bob cat dan);
+my ($ann, $bob, $cat, $dan) = map { new_user($_) } qw(ann bob cat dan);
 
 subtest 'a pair has one direct conversation' => sub {
     my ($st, $j) = api('POST', '/v1/conversations',
@@ -243,7 +231,7 @@ subtest 'members: removal and the last admin' => sub {
 };
 
 subtest 'the list: mine, by last activity, unread counts' => sub {
-    my $u = user('lister');
+    my $u = new_user('lister');
     my @c;
     for my $other ($ann, $bob, $cat) {
         my (undef, $j) = api('POST', '/v1/conversations',

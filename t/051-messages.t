@@ -15,18 +15,6 @@ use Social::Test;
 
 my $run = int(rand(1e6));
 
-sub user {
-    my ($name) = @_;
-    my $u = "ms${run}_$name";
-    my ($st, $j) = api('POST', '/v1/users', { username => $u,
-        email => "$u\@example.com", password => 'correct horse' });
-    die "register $u: $st" unless $st == 201;
-    my (undef, $t) = api('POST', '/oauth/token', { grant_type => 'password',
-        username => $u, password => 'correct horse' });
-    return { id => $j->{id}, name => $u, token => $t->{access_token},
-             auth => { Authorization => "Bearer $t->{access_token}" } };
-}
-
 sub unread {
     my ($u, $c) = @_;
     my (undef, $j) = api('GET', "/v1/conversations/$c", undef, $u->{auth});
@@ -35,7 +23,7 @@ sub unread {
 
 start_nginx(workers => 2);
 
-my ($ann, $bob, $eve) = map { user($_) } qw(ann bob eve);
+my ($ann, $bob, $eve) = map { new_user($_) } qw(ann bob eve);
 my (undef, $direct) = api('POST', '/v1/conversations',
                           { member_ids => [$bob->{id}] }, $ann->{auth});
 my $c = $direct->{id};
@@ -221,8 +209,8 @@ subtest 'read markers and unread counts' => sub {
 };
 
 subtest 'message notifications: direct only, coalesced' => sub {
-    my $cat = user('cat');
-    my $dan = user('dan');
+    my $cat = new_user('cat');
+    my $dan = new_user('dan');
     my (undef, $d) = api('POST', '/v1/conversations',
                          { member_ids => [$dan->{id}] }, $cat->{auth});
     my $count = sub {

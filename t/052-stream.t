@@ -16,51 +16,15 @@ use Time::HiRes qw(time sleep);
 use Social::Test;
 use Social::Stream;
 
-my $run = int(rand(1e6));
-
 # waits stretch under valgrind
 my $slow = $ENV{TEST_NGINX_USE_VALGRIND} ? 5 : 1;
-
-sub user {
-    my ($name) = @_;
-    my $u = "st${run}_$name";
-    my ($st, $j) = api('POST', '/v1/users', { username => $u,
-        email => "$u\@example.com", password => 'correct horse' });
-    die "register $u: $st" unless $st == 201;
-    my (undef, $t) = api('POST', '/oauth/token', { grant_type => 'password',
-        username => $u, password => 'correct horse' });
-    return { id => $j->{id}, name => $u, token => $t->{access_token},
-             auth => { Authorization => "Bearer $t->{access_token}" } };
-}
-
-sub say_in {
-    my ($c, $u, $text) = @_;
-    my ($st, $m) = api('POST', "/v1/conversations/$c/messages",
-                       { text => $text }, $u->{auth});
-    die "send: $st" unless $st == 201;
-    return $m;
-}
-
-# a stream is attached once its subscription answered: an event sent
-# after that arrives (the tests wait for one instead of sleeping)
-sub ready {
-    my ($c, $u, @streams) = @_;
-    my $m = say_in($c, $u, "ready $run " . rand());
-    for my $s (@streams) {
-        my $e;
-        do { $e = $s->event(5 * $slow) } while ($e && !($e->{event} eq
-            'message.created' && $e->{data}{id} eq $m->{id}));
-        die "a stream did not get ready" unless $e;
-    }
-    return $m;
-}
 
 # reuseport: the kernel spreads connections over both workers
 my $port = $ENV{TEST_NGINX_PORT} || 1984;
 start_nginx(workers => 2, replace => {
     "listen 127.0.0.1:$port;" => "listen 127.0.0.1:$port reuseport;" });
 
-my ($ann, $bob, $cat) = map { user($_) } qw(ann bob cat);
+my ($ann, $bob, $cat) = map { new_user($_) } qw(ann bob cat);
 # a group of two: a direct conversation would add notifications
 my (undef, $d) = api('POST', '/v1/conversations',
                      { member_ids => [$bob->{id}], title => 'pair' },
@@ -144,10 +108,10 @@ subtest 'delivery within 1 s to a WebSocket and an SSE stream' => sub {
     my $ws = Social::Stream->ws(token => $ann->{token});
     my $sse = Social::Stream->sse(token => $ann->{token});
     my $own = Social::Stream->ws(token => $bob->{token});
-    ready($dc, $bob, $ws, $sse, $own);
+    Social::Stream::ready($dc, $bob, $ws, $sse, $own);
 
     my $t0 = time;
-    my $m = say_in($dc, $bob, 'within a second');
+    my $m = Social::Stream::say_in($dc, $bob, 'within a second');
     my $e1 = $ws->event(1);
     my $e2 = $sse->event(1);
     ok(time - $t0 < 1.5, 'both within 1 s of the answer');
@@ -172,15 +136,15 @@ subtest 'delivery within 1 s to a WebSocket and an SSE stream' => sub {
 };
 
 subtest 'message notifications arrive live' => sub {
-    my $u = user('nl');
+    my $u = new_user('nl');
     my $ws = Social::Stream->ws(token => $u->{token});
     my (undef, $c) = api('POST', '/v1/conversations',
                          { member_ids => [$ann->{id}] }, $u->{auth});
     my (undef, $c2) = api('POST', '/v1/conversations',
                           { member_ids => [$bob->{id}], title => 'g' },
                           $u->{auth});
-    ready($c2->{id}, $bob, $ws);
-    say_in($c->{id}, $ann, 'notify me');
+    Social::Stream::ready($c2->{id}, $bob, $ws);
+    Social::Stream::say_in($c->{id}, $ann, 'notify me');
     my @ev = $ws->events(1);
     my ($n) = grep { $_->{event} eq 'notification.created' } @ev;
     ok($n, 'notification.created');
@@ -192,12 +156,12 @@ subtest 'message notifications arrive live' => sub {
 
 subtest 'replay after a disconnect: exactly what was missed' => sub {
     my $ws = Social::Stream->ws(token => $ann->{token});
-    my $m0 = ready($dc, $bob, $ws);
-    say_in($dc, $bob, 'seen');
+    my $m0 = Social::Stream::ready($dc, $bob, $ws);
+    Social::Stream::say_in($dc, $bob, 'seen');
     my $seen = $ws->event(2);
     $ws->close;
 
-    my @missed = map { say_in($dc, $bob, "missed $_")->{id} } 1 .. 6;
+    my @missed = map { Social::Stream::say_in($dc, $bob, "missed $_")->{id} } 1 .. 6;
 
     $ws = Social::Stream->ws(token => $ann->{token},
                              query => "since=$seen->{stream_id}");
@@ -208,7 +172,7 @@ subtest 'replay after a disconnect: exactly what was missed' => sub {
     is_deeply(\@sid, [sort { $a <=> $b } @sid], 'stream ids grow');
     ok($sid[0] > $seen->{stream_id}, 'after the position given');
 
-    my $live = say_in($dc, $bob, 'live after replay');
+    my $live = Social::Stream::say_in($dc, $bob, 'live after replay');
     my @rest = $ws->events(1);
     is_deeply([map { $_->{data}{id} } @rest], [$live->{id}],
               'then the live one, no duplicate');
@@ -224,13 +188,13 @@ subtest 'replay after a disconnect: exactly what was missed' => sub {
 
 subtest 'replay while events keep coming: no gap, no duplicate' => sub {
     my $ws = Social::Stream->ws(token => $ann->{token});
-    ready($dc, $bob, $ws);
-    my $first = say_in($dc, $bob, 'burst start');
+    Social::Stream::ready($dc, $bob, $ws);
+    my $first = Social::Stream::say_in($dc, $bob, 'burst start');
     my $since = $ws->event(2)->{stream_id};
     $ws->close;
     my $pid = fork() // die;
     if (!$pid) {
-        say_in($dc, $bob, "burst $_") for 1 .. 30;
+        Social::Stream::say_in($dc, $bob, "burst $_") for 1 .. 30;
         POSIX::_exit(0);
     }
     sleep 0.05;
@@ -246,18 +210,18 @@ subtest 'replay while events keep coming: no gap, no duplicate' => sub {
 
 subtest 'stream.reset for a position no longer kept' => sub {
     my $ws = Social::Stream->ws(token => $ann->{token});
-    ready($dc, $bob, $ws);
-    say_in($dc, $bob, 'old');
+    Social::Stream::ready($dc, $bob, $ws);
+    Social::Stream::say_in($dc, $bob, 'old');
     my $old = $ws->event(2)->{stream_id};
     $ws->close;
-    say_in($dc, $bob, "gone $_") for 1 .. 3;
+    Social::Stream::say_in($dc, $bob, "gone $_") for 1 .. 3;
     redis_cli('XTRIM', "social:ev:$ann->{id}", 'MAXLEN', '1');
 
     $ws = Social::Stream->ws(token => $ann->{token}, query => "since=$old");
     my $e = $ws->event(2);
     is_deeply([$e->{event}, $e->{data}], ['stream.reset', {}],
               'stream.reset first');
-    my $live = say_in($dc, $bob, 'after the reset');
+    my $live = Social::Stream::say_in($dc, $bob, 'after the reset');
     my @rest = $ws->events(1);
     is_deeply([map { $_->{data}{id} } @rest], [$live->{id}],
               'then live events');
@@ -270,13 +234,13 @@ subtest 'stream.reset for a position no longer kept' => sub {
 };
 
 subtest 'group fan-out to every online member' => sub {
-    my @m = map { user("g$_") } 1 .. 5;
+    my @m = map { new_user("g$_") } 1 .. 5;
     my (undef, $g) = api('POST', '/v1/conversations',
                          { member_ids => [map { $_->{id} } @m[1 .. 4]],
                            title => 'fan-out' }, $m[0]{auth});
     my @ws = map { Social::Stream->ws(token => $_->{token}) } @m;
-    ready($g->{id}, $m[0], @ws);
-    my $msg = say_in($g->{id}, $m[2], 'to all');
+    Social::Stream::ready($g->{id}, $m[0], @ws);
+    my $msg = Social::Stream::say_in($g->{id}, $m[2], 'to all');
     my @got = map { $_->event(1) } @ws;
     is(scalar(grep { $_ && $_->{data}{id} eq $msg->{id} } @got), 5,
        'all five members, the sender included');
@@ -291,7 +255,7 @@ subtest 'typing reaches the others, never stored' => sub {
     my $a2 = Social::Stream->ws(token => $ann->{token});
     my $b = Social::Stream->ws(token => $bob->{token});
     my $c = Social::Stream->ws(token => $cat->{token});
-    my $last = ready($g->{id}, $bob, $a1, $a2, $b, $c);
+    my $last = Social::Stream::ready($g->{id}, $bob, $a1, $a2, $b, $c);
 
     $a1->json({ type => 'typing', conversation_id => $g->{id} });
     my $e = $b->event(2);
@@ -324,13 +288,13 @@ subtest 'streams on both workers all get the event' => sub {
     my (undef, $c) = api('POST', '/v1/conversations',
                          { member_ids => [$cat->{id}], title => 'w' },
                          $bob->{auth});
-    ready($c->{id}, $bob, @ws);
+    Social::Stream::ready($c->{id}, $bob, @ws);
     my %pids;
     for (`ss -Htnp state established '( sport = :$port )'`) {
         $pids{$1} = 1 if /pid=(\d+)/;
     }
     is(scalar keys %pids, 2, 'the streams are held by both workers');
-    my $m = say_in($c->{id}, $bob, 'everywhere');
+    my $m = Social::Stream::say_in($c->{id}, $bob, 'everywhere');
     is(scalar(grep { my $e = $_->event(1); $e && $e->{data}{id} eq $m->{id} }
               @ws), 12, 'every stream got it');
     $_->close for @ws;
@@ -339,14 +303,14 @@ subtest 'streams on both workers all get the event' => sub {
 subtest 'a reload closes the streams of the old workers' => sub {
     my $ws = Social::Stream->ws(token => $ann->{token});
     my $sse = Social::Stream->sse(token => $ann->{token});
-    ready($dc, $bob, $ws, $sse);
+    Social::Stream::ready($dc, $bob, $ws, $sse);
     reload_nginx();
     is($ws->close_code(5 * $slow), 1001, 'close 1001');
     ok($sse->eof_within(5 * $slow), 'the SSE body ends');
     ok(wait_until(sub { (api('GET', '/readyz'))[0] == 200 }, 10 * $slow),
        'the new workers answer');
     $ws = Social::Stream->ws(token => $ann->{token});
-    my $m = ready($dc, $bob, $ws);
+    my $m = Social::Stream::ready($dc, $bob, $ws);
     ok($m, 'a new stream works');
     $ws->close;
 };
@@ -354,7 +318,7 @@ subtest 'a reload closes the streams of the old workers' => sub {
 subtest 'nginx stops: WebSocket 1001, SSE ends' => sub {
     my $ws = Social::Stream->ws(token => $ann->{token});
     my $sse = Social::Stream->sse(token => $ann->{token});
-    ready($dc, $bob, $ws, $sse);
+    Social::Stream::ready($dc, $bob, $ws, $sse);
     my $t0 = time;
     stop_nginx();
     ok(time - $t0 < 4, 'the stop did not wait for the streams');

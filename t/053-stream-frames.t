@@ -16,41 +16,8 @@ use Social::Test;
 use Social::Stream;
 use Socket qw(SOL_SOCKET SO_LINGER);
 
-my $run = int(rand(1e6));
-
 # waits stretch under valgrind
 my $slow = $ENV{TEST_NGINX_USE_VALGRIND} ? 5 : 1;
-
-sub user {
-    my ($name) = @_;
-    my $u = "sf${run}_$name";
-    my ($st, $j) = api('POST', '/v1/users', { username => $u,
-        email => "$u\@example.com", password => 'correct horse' });
-    die "register $u: $st" unless $st == 201;
-    my (undef, $t) = api('POST', '/oauth/token', { grant_type => 'password',
-        username => $u, password => 'correct horse' });
-    return { id => $j->{id}, name => $u, token => $t->{access_token},
-             auth => { Authorization => "Bearer $t->{access_token}" } };
-}
-
-sub say_in {
-    my ($c, $u, $text) = @_;
-    my ($st, $m) = api('POST', "/v1/conversations/$c/messages",
-                       { text => $text }, $u->{auth});
-    die "send: $st" unless $st == 201;
-    return $m;
-}
-
-sub ready {
-    my ($c, $u, @streams) = @_;
-    my $m = say_in($c, $u, "ready " . rand());
-    for my $s (@streams) {
-        my $e;
-        do { $e = $s->event(5 * $slow) } while ($e && $e->{data}{id} ne $m->{id});
-        die "a stream did not get ready" unless $e;
-    }
-    return $m;
-}
 
 start_nginx(workers => 1, replace => {
     'social_stream_ping_interval 30s;' => 'social_stream_ping_interval 1s;',
@@ -59,7 +26,7 @@ start_nginx(workers => 1, replace => {
     'social_stream_close_timeout 5s;' => 'social_stream_close_timeout 1s;',
 });
 
-my ($ann, $bob) = map { user($_) } qw(ann bob);
+my ($ann, $bob) = map { new_user($_) } qw(ann bob);
 my (undef, $g) = api('POST', '/v1/conversations',
                      { member_ids => [$bob->{id}], title => 'frames' },
                      $ann->{auth});
@@ -129,7 +96,7 @@ subtest 'the close handshake and pings are answered' => sub {
 subtest 'fragmented and interleaved messages are read' => sub {
     my $b = Social::Stream->ws(token => $bob->{token});
     my $a = ws();
-    ready($g->{id}, $bob, $a, $b);
+    Social::Stream::ready($g->{id}, $bob, $a, $b);
     my $json = qq({"type":"typing","conversation_id":"$g->{id}"});
     $a->frame(0x1, substr($json, 0, 10), fin => 0);
     $a->frame(0x9, 'in between');
@@ -140,7 +107,7 @@ subtest 'fragmented and interleaved messages are read' => sub {
     $a->frame(0x2, "\x00\x01");
     $a->text('not json');
     $a->json({ type => 'other' });
-    my $m = say_in($g->{id}, $bob, 'still open');
+    my $m = Social::Stream::say_in($g->{id}, $bob, 'still open');
     is($a->event(2)->{data}{id}, $m->{id},
        'binary and unknown messages are ignored');
     $_->close for $a, $b;
@@ -164,12 +131,12 @@ subtest 'server pings; a client that stops answering is closed' => sub {
 };
 
 subtest 'a slow consumer is disconnected' => sub {
-    my $laggard = user('slow');
+    my $laggard = new_user('slow');
     my $ws = Social::Stream->ws(token => $laggard->{token}, rcvbuf => 4096);
     my (undef, $c) = api('POST', '/v1/conversations',
                          { member_ids => [$ann->{id}], title => 'slow' },
                          $laggard->{auth});
-    ready($c->{id}, $ann, $ws);
+    Social::Stream::ready($c->{id}, $ann, $ws);
     error_log_mark();
     my $t0 = time;
     # 20 MB of events on the user's channel, never read (the ids are far
@@ -192,11 +159,11 @@ subtest 'quick reconnects keep the subscription working' => sub {
     # arrives (SUBSCRIBE): both in flight at once
     for my $i (1 .. 20) {
         my $ws = ws();
-        ready($g->{id}, $bob, $ws) if $i % 5 == 0;
+        Social::Stream::ready($g->{id}, $bob, $ws) if $i % 5 == 0;
         $ws->close;
     }
     my $ws = ws();
-    ok(ready($g->{id}, $bob, $ws), 'the stream after them gets events');
+    ok(Social::Stream::ready($g->{id}, $bob, $ws), 'the stream after them gets events');
     $ws->close;
 };
 
@@ -212,16 +179,16 @@ subtest 'a client that closes and resets at once' => sub {
         $ws->close;
     }
     my $ws = ws();
-    ok(ready($g->{id}, $bob, $ws), 'streams still work after them');
+    ok(Social::Stream::ready($g->{id}, $bob, $ws), 'streams still work after them');
     $ws->close;
 };
 
 subtest 'a lost Redis subscription is made good by a replay' => sub {
     my $ws = ws();
     my $sse = Social::Stream->sse(token => $ann->{token});
-    ready($g->{id}, $bob, $ws, $sse);
+    Social::Stream::ready($g->{id}, $bob, $ws, $sse);
     redis_cli('CLIENT', 'KILL', 'TYPE', 'pubsub');
-    my @sent = map { say_in($g->{id}, $bob, "while away $_")->{id} } 1 .. 5;
+    my @sent = map { Social::Stream::say_in($g->{id}, $bob, "while away $_")->{id} } 1 .. 5;
     my @got = grep { $_->{event} eq 'message.created' } $ws->events(3 * $slow, 5);
     is_deeply([map { $_->{data}{id} } @got], \@sent,
               'WebSocket: every message, once, in order');

@@ -25,6 +25,7 @@ use JSON::PP;
 use MIME::Base64 qw(encode_base64);
 use Socket qw(SOL_SOCKET SO_RCVBUF pack_sockaddr_in inet_aton);
 use Time::HiRes qw(time);
+use Social::Test ();
 
 my $JSON = JSON::PP->new->utf8->canonical;
 
@@ -294,6 +295,31 @@ sub eof_within {
 sub close {
     my ($self) = @_;
     close $self->{sock};
+}
+
+
+# chat helpers of the stream suites: a message sent (dies unless 201), and
+# streams known to be attached (an event sent after their subscription
+# answered arrives; the suites wait for one instead of sleeping)
+sub say_in {
+    my ($c, $u, $text) = @_;
+    my ($st, $m) = Social::Test::api('POST', "/v1/conversations/$c/messages",
+                                     { text => $text }, $u->{auth});
+    die "send: $st" unless $st == 201;
+    return $m;
+}
+
+sub ready {
+    my ($c, $u, @streams) = @_;
+    my $slow = $ENV{TEST_NGINX_USE_VALGRIND} ? 5 : 1;
+    my $m = say_in($c, $u, 'ready ' . rand());
+    for my $s (@streams) {
+        my $e;
+        do { $e = $s->event(5 * $slow) } while ($e && !($e->{event} eq
+            'message.created' && $e->{data}{id} eq $m->{id}));
+        die "a stream did not get ready" unless $e;
+    }
+    return $m;
 }
 
 1;
