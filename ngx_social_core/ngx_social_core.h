@@ -283,6 +283,10 @@ ngx_int_t ngx_social_events_id_entry(ngx_str_t *decimal, u_char *buf,
 ngx_int_t ngx_social_thread_run(ngx_http_request_t *r, ngx_thread_pool_t *tp,
     ngx_social_work_pt work, ngx_social_done_pt done, void *data);
 
+/* a graceful shutdown waits while ev is held */
+void ngx_social_hold(ngx_event_t *ev, ngx_connection_t *c);
+void ngx_social_unhold(ngx_event_t *ev);
+
 /* JSON input */
 ngx_int_t ngx_social_parse_json_body(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);

@@ -888,7 +888,6 @@ ngx_social_pg_prepared(ngx_social_pg_conn_t *conn)
 
     conn->state = NGX_SOCIAL_PG_READY;
     conn->backoff = 0;
-    conn->c->idle = 1;
     pool->up++;
     pool->failed = 0;
 
@@ -957,7 +956,10 @@ ngx_social_pg_read_handler(ngx_event_t *ev)
     conn = c->data;
 
     if (c->close) {
-        /* a graceful shutdown closes the idle connections */
+        /*
+         * worker_shutdown_timeout closes every connection; a graceful
+         * shutdown itself keeps them for the requests it still answers
+         */
         ngx_social_pg_release(conn);
         conn->pool->up--;
         conn->state = NGX_SOCIAL_PG_DOWN;
@@ -1307,8 +1309,6 @@ ngx_social_pg_segment_done(ngx_social_pg_conn_t *conn)
         return;
     }
 
-    conn->c->idle = (conn->ninflight == 0 && !ngx_social_pg_exclusive(conn));
-
     ngx_social_pg_dispatch(conn->pool);
 }
 
@@ -1524,7 +1524,6 @@ ngx_social_pg_send(ngx_social_pg_conn_t *conn, ngx_social_pg_query_t *q)
 
     conn->ninflight++;
     conn->open++;
-    conn->c->idle = 0;
 
     /* a write, or anything of a transaction, ends its segment at once */
 

@@ -3,12 +3,23 @@
  * pool, never on the event loop.  The request is held (count) and pinned
  * (blocked: even a client that goes away cannot free it while the thread
  * uses its memory); the done handler resumes it on the loop.
+ *
+ * A worker in a graceful shutdown exits as soon as it has only cancelable
+ * timers left, whatever requests are still open.  A request that waits for
+ * work with no timer of its own (a pool thread, a batch sent as one
+ * background Redis command) holds the shutdown with ngx_social_hold()
+ * until the work is done.
  */
 
 #include "ngx_social_core_module.h"
 
 
+/* work that outlives this is lost anyway: the hold says so and lets go */
+#define NGX_SOCIAL_HOLD_MAX  600000
+
+
 typedef struct {
+    ngx_event_t                 hold;
     ngx_http_request_t         *r;
     ngx_social_work_pt          work;
     ngx_social_done_pt          done;
@@ -18,6 +29,7 @@ typedef struct {
 
 static void ngx_social_thread_work(void *data, ngx_log_t *log);
 static void ngx_social_thread_done(ngx_event_t *ev);
+static void ngx_social_hold_expired(ngx_event_t *ev);
 
 
 ngx_int_t
@@ -45,6 +57,8 @@ ngx_social_thread_run(ngx_http_request_t *r, ngx_thread_pool_t *tp,
     if (ngx_thread_task_post(tp, task) != NGX_OK) {
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
+
+    ngx_social_hold(&ctx->hold, r->connection);
 
     r->main->count++;
     r->main->blocked++;
@@ -75,6 +89,8 @@ ngx_social_thread_done(ngx_event_t *ev)
 
     ngx_http_set_log_request(c->log, r);
 
+    ngx_social_unhold(&ctx->hold);
+
     r->main->blocked--;
 
     if (c->error) {
@@ -86,4 +102,38 @@ ngx_social_thread_done(ngx_event_t *ev)
     }
 
     ngx_http_run_posted_requests(c);
+}
+
+
+/* c: what the timer's debug log names (its fd), and the log to use */
+
+void
+ngx_social_hold(ngx_event_t *ev, ngx_connection_t *c)
+{
+    ngx_memzero(ev, sizeof(ngx_event_t));
+
+    ev->handler = ngx_social_hold_expired;
+    ev->data = c;
+    ev->log = c->log ? c->log : ngx_cycle->log;
+
+    ngx_add_timer(ev, NGX_SOCIAL_HOLD_MAX);
+}
+
+
+void
+ngx_social_unhold(ngx_event_t *ev)
+{
+    if (ev->timer_set) {
+        ngx_del_timer(ev);
+    }
+}
+
+
+static void
+ngx_social_hold_expired(ngx_event_t *ev)
+{
+    ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
+                  "social: work a request waits for is still out after "
+                  "%M ms; a graceful shutdown no longer waits for it",
+                  (ngx_msec_t) NGX_SOCIAL_HOLD_MAX);
 }
