@@ -42,8 +42,8 @@ ngx_social_gateway_cors_init(ngx_conf_t *cf)
     ngx_http_core_main_conf_t  *cmcf;
 
     for (i = 0; i < 2; i++) {
-        ngx_social_gateway_cors_index[i] = ngx_http_get_variable_index(cf,
-                                              &ngx_social_gateway_cors_vars[i]);
+        ngx_social_gateway_cors_index[i] =
+            ngx_http_get_variable_index(cf, &ngx_social_gateway_cors_vars[i]);
         if (ngx_social_gateway_cors_index[i] == NGX_ERROR) {
             return NGX_ERROR;
         }

@@ -193,9 +193,11 @@ ngx_social_posts_create(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
     if (ngx_social_field_string(ctx->body, "reply_to_id", 0, 1, 19, 1,
                                 &reply_to, fields)
         == NGX_OK
-        && reply_to.data != NULL && ngx_social_parse_id(&reply_to) == NGX_ERROR)
+        && reply_to.data != NULL
+        && ngx_social_parse_id(&reply_to) == NGX_ERROR)
     {
-        json_object_set_new(fields, "reply_to_id", json_string("is not an id"));
+        json_object_set_new(fields, "reply_to_id",
+                            json_string("is not an id"));
     }
 
     if (ngx_social_idem_key(r, &pc->key) != NGX_OK) {

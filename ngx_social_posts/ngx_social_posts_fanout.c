@@ -221,9 +221,9 @@ ngx_social_posts_fanout_later(int64_t post, int64_t author,
     }
 
     fo->posts[fo->nposts].data = fo->members[fo->nposts];
-    fo->posts[fo->nposts].len = ngx_social_posts_member(fo->members[fo->nposts],
-                                                        post)
-                                - fo->members[fo->nposts];
+    fo->posts[fo->nposts].len =
+        ngx_social_posts_member(fo->members[fo->nposts], post)
+        - fo->members[fo->nposts];
     fo->nposts++;
 
     ngx_social_posts_fanout_start();

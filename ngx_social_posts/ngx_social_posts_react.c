@@ -102,8 +102,8 @@ static ngx_social_pg_stmt_t  ngx_social_posts_react_stmts[] = {
                  "SELECT author_id, 'like', $1, id FROM p "
                  "WHERE author_id <> $1 AND EXISTS (SELECT 1 FROM ins) "
                  "RETURNING *) "
-                 "SELECT " NGX_SOCIAL_SQL_OBJECT("'liked', true, 'likes_count', "
-                 "COALESCE(upd.c_lc, p.likes_count)") ", "
+                 "SELECT " NGX_SOCIAL_SQL_OBJECT("'liked', true, "
+                 "'likes_count', COALESCE(upd.c_lc, p.likes_count)") ", "
                  NGX_SOCIAL_POSTS_CHANGED("upd") ", "
                  "'1' || " NGX_SOCIAL_POSTS_SHARES_IT ", "
                  NGX_SOCIAL_POSTS_EVENTS

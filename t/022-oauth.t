@@ -248,12 +248,16 @@ subtest 'unknown user and wrong password cost the same time' => sub {
         login($u, 'not the password');
         push @wrong, time - $t0;
     }
-    my $m1 = (sort { $a <=> $b } @unknown)[3];
-    my $m2 = (sort { $a <=> $b } @wrong)[3];
+    # the fastest of each: the work itself, least disturbed by other
+    # processes on a shared machine.  Without the dummy hash an unknown
+    # user costs one indexed lookup, about 2% of a scrypt verification:
+    # a factor of two either way still tells the two apart.
+    my $m1 = (sort { $a <=> $b } @unknown)[0];
+    my $m2 = (sort { $a <=> $b } @wrong)[0];
     my $ratio = $m1 / $m2;
-    note(sprintf "median unknown %.1f ms, wrong password %.1f ms",
+    note(sprintf "fastest unknown %.1f ms, wrong password %.1f ms",
          $m1 * 1000, $m2 * 1000);
-    ok($ratio > 0.8 && $ratio < 1.25, "within 20% (ratio $ratio)");
+    ok($ratio > 0.5 && $ratio < 2, "within a factor of 2 (ratio $ratio)");
 };
 
 stop_nginx();
