@@ -250,6 +250,7 @@ ngx_social_chat_stored(ngx_http_request_t *r, ngx_social_pg_result_t *result,
         }
 
         ngx_memcpy(v->data, PQgetvalue(result->res, 0, i), v->len);
+        v->len = ngx_social_json_compact(v->data, v->len);
 
         if (PQgetisnull(result->res, 0, i)) {
             v->data = NULL;

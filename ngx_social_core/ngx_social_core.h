@@ -236,6 +236,7 @@ ngx_int_t ngx_social_request_id(ngx_http_request_t *r, ngx_str_t *id);
 /* JSON output */
 ngx_int_t ngx_social_send_json(ngx_http_request_t *r, ngx_uint_t status,
     json_t *json);
+size_t ngx_social_json_compact(u_char *text, size_t len);
 ngx_int_t ngx_social_send_json_text(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *text);
 ngx_int_t ngx_social_send_no_content(ngx_http_request_t *r);

@@ -72,8 +72,9 @@ ngx_social_events_init(ngx_conf_t *cf)
 
 
 /*
- * Publishes event (a JSON object {"event": ..., "data": ...}) to the
- * streams of users; r may be NULL.  The commands stand alone: they go on
+ * Publishes event (a JSON object {"event": ..., "data": ...}, in writable
+ * memory: it is made compact in place) to the streams of users; r may be
+ * NULL.  The commands stand alone: they go on
  * if r is finalized.  NGX_ERROR: nothing was sent (Redis is down or not
  * configured, or no memory), already logged.
  */
@@ -100,6 +101,8 @@ ngx_social_events_publish_then(ngx_http_request_t *r, int64_t *users,
     ngx_social_redis_handler_pt done, void *data)
 {
     ngx_uint_t  i, k;
+
+    event->len = ngx_social_json_compact(event->data, event->len);
 
     for (i = 0; i < n; i += k) {
         k = ngx_min(n - i, NGX_SOCIAL_EVENTS_BATCH);

@@ -56,6 +56,52 @@ ngx_social_send_json(ngx_http_request_t *r, ngx_uint_t status, json_t *json)
 }
 
 
+/*
+ * JSON text as PostgreSQL's json functions write it ({"a" : 1, "b" : 2})
+ * made compact in place, as every answer is: the whitespace between
+ * tokens goes, strings stay as they are.  Returns the new length.
+ */
+
+size_t
+ngx_social_json_compact(u_char *text, size_t len)
+{
+    u_char      *src, *dst, *end;
+    ngx_uint_t   string, escape;
+
+    string = 0;
+    escape = 0;
+    dst = text;
+    end = text + len;
+
+    for (src = text; src < end; src++) {
+
+        if (string) {
+            if (escape) {
+                escape = 0;
+
+            } else if (*src == '\\') {
+                escape = 1;
+
+            } else if (*src == '"') {
+                string = 0;
+            }
+
+        } else if (*src == '"') {
+            string = 1;
+
+        } else if (*src == ' ' || *src == '\n' || *src == '\r'
+                   || *src == '\t')
+        {
+            continue;
+        }
+
+        *dst++ = *src;
+    }
+
+    return dst - text;
+}
+
+
 /* Sends text that already is JSON (from r->pool or living as long). */
 
 ngx_int_t

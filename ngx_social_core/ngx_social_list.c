@@ -149,7 +149,8 @@ ngx_social_send_items(ngx_http_request_t *r, ngx_social_list_t *l,
         }
 
         first = 0;
-        p = ngx_cpymem(p, items[i].data, items[i].len);
+        ngx_memcpy(p, items[i].data, items[i].len);
+        p += ngx_social_json_compact(p, items[i].len);
     }
 
     if (next->len) {

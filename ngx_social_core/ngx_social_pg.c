@@ -617,6 +617,7 @@ ngx_social_pg_send_json(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     ngx_memcpy(text.data, PQgetvalue(res, row, col), text.len);
+    text.len = ngx_social_json_compact(text.data, text.len);
 
     return ngx_social_send_json_text(r, status, &text);
 }

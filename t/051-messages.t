@@ -48,6 +48,26 @@ subtest 'send and read back' => sub {
     is_deeply($h->{items}[0], $m, 'the same message');
 };
 
+subtest 'compact JSON, the text kept exactly' => sub {
+    # what compaction must not touch: spaces, quotes, escapes and JSON
+    # punctuation inside the text
+    my $text = qq{ a "b" : c , [ {x} ] \\" \t\n end };
+    my ($st, $m, undef, $raw) = api('POST', "/v1/conversations/$c/messages",
+                                    { text => $text }, $ann->{auth});
+    is($st, 201, 'sent');
+    is($m->{text}, $text, 'the text, exactly');
+    unlike($raw =~ s/"text":"(?:[^"\\]|\\.)*"//r, qr/\s/,
+           'the message: no whitespace outside the text');
+    my (undef, undef, undef, $list) = api('GET',
+        "/v1/conversations/$c/messages?limit=1", undef, $bob->{auth});
+    like($list, qr/^\{"items":\[\{"id":"\d+","conversation_id":/,
+         'the history is compact');
+    my (undef, undef, undef, $conv) = api('GET', "/v1/conversations/$c",
+                                          undef, $bob->{auth});
+    unlike($conv =~ s/"(?:[^"\\]|\\.)*"//gr, qr/\s/,
+           'the conversation: no whitespace outside strings');
+};
+
 subtest 'validation' => sub {
     my @ok = ("\x{1F600}" x 10000, 'x');
     for my $t (@ok) {
