@@ -249,8 +249,9 @@ ngx_social_chat_stored(ngx_http_request_t *r, ngx_social_pg_result_t *result,
             return;
         }
 
-        ngx_memcpy(v->data, PQgetvalue(result->res, 0, i), v->len);
-        v->len = ngx_social_json_compact(v->data, v->len);
+        v->len = ngx_social_json_compact(v->data,
+                     (u_char *) PQgetvalue(result->res, 0, i), v->len)
+                 - v->data;
 
         if (PQgetisnull(result->res, 0, i)) {
             v->data = NULL;

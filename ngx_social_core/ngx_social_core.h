@@ -236,7 +236,7 @@ ngx_int_t ngx_social_request_id(ngx_http_request_t *r, ngx_str_t *id);
 /* JSON output */
 ngx_int_t ngx_social_send_json(ngx_http_request_t *r, ngx_uint_t status,
     json_t *json);
-size_t ngx_social_json_compact(u_char *text, size_t len);
+u_char *ngx_social_json_compact(u_char *dst, u_char *src, size_t len);
 ngx_int_t ngx_social_send_json_text(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *text);
 ngx_int_t ngx_social_send_no_content(ngx_http_request_t *r);
@@ -283,10 +283,6 @@ ngx_int_t ngx_social_events_id_entry(ngx_str_t *decimal, u_char *buf,
 /* CPU-heavy work: NGX_DONE, or a status to finalize with */
 ngx_int_t ngx_social_thread_run(ngx_http_request_t *r, ngx_thread_pool_t *tp,
     ngx_social_work_pt work, ngx_social_done_pt done, void *data);
-
-/* a graceful shutdown waits while ev is held */
-void ngx_social_hold(ngx_event_t *ev, ngx_connection_t *c);
-void ngx_social_unhold(ngx_event_t *ev);
 
 /* JSON input */
 ngx_int_t ngx_social_parse_json_body(ngx_http_request_t *r,

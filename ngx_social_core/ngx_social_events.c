@@ -102,7 +102,9 @@ ngx_social_events_publish_then(ngx_http_request_t *r, int64_t *users,
 {
     ngx_uint_t  i, k;
 
-    event->len = ngx_social_json_compact(event->data, event->len);
+    event->len = ngx_social_json_compact(event->data, event->data,
+                                         event->len)
+                 - event->data;
 
     for (i = 0; i < n; i += k) {
         k = ngx_min(n - i, NGX_SOCIAL_EVENTS_BATCH);

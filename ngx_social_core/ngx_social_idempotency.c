@@ -254,8 +254,9 @@ ngx_social_idem_replay(ngx_http_request_t *r, ngx_social_pg_result_t *result,
         return;
     }
 
-    ngx_memcpy(body.data, PQgetvalue(res, 0, 1), body.len);
-    body.len = ngx_social_json_compact(body.data, body.len);
+    body.len = ngx_social_json_compact(body.data,
+                   (u_char *) PQgetvalue(res, 0, 1), body.len)
+               - body.data;
 
     ngx_http_finalize_request(r, ngx_social_send_json_text(r, status, &body));
 }

@@ -57,23 +57,22 @@ ngx_social_send_json(ngx_http_request_t *r, ngx_uint_t status, json_t *json)
 
 
 /*
- * JSON text as PostgreSQL's json functions write it ({"a" : 1, "b" : 2})
- * made compact in place, as every answer is: the whitespace between
- * tokens goes, strings stay as they are.  Returns the new length.
+ * Copies JSON text as PostgreSQL's json functions write it ({"a" : 1,
+ * "b" : 2}) to dst compact, as every answer is: the whitespace between
+ * tokens goes, strings stay as they are.  dst may be src.  Returns the
+ * end of what was written.
  */
 
-size_t
-ngx_social_json_compact(u_char *text, size_t len)
+u_char *
+ngx_social_json_compact(u_char *dst, u_char *src, size_t len)
 {
-    u_char      *src, *dst, *end;
+    u_char      *end;
     ngx_uint_t   string, escape;
 
     string = 0;
     escape = 0;
-    dst = text;
-    end = text + len;
 
-    for (src = text; src < end; src++) {
+    for (end = src + len; src < end; src++) {
 
         if (string) {
             if (escape) {
@@ -98,7 +97,7 @@ ngx_social_json_compact(u_char *text, size_t len)
         *dst++ = *src;
     }
 
-    return dst - text;
+    return dst;
 }
 
 

@@ -149,8 +149,7 @@ ngx_social_send_items(ngx_http_request_t *r, ngx_social_list_t *l,
         }
 
         first = 0;
-        ngx_memcpy(p, items[i].data, items[i].len);
-        p += ngx_social_json_compact(p, items[i].len);
+        p = ngx_social_json_compact(p, items[i].data, items[i].len);
     }
 
     if (next->len) {

@@ -616,8 +616,9 @@ ngx_social_pg_send_json(ngx_http_request_t *r, ngx_uint_t status,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memcpy(text.data, PQgetvalue(res, row, col), text.len);
-    text.len = ngx_social_json_compact(text.data, text.len);
+    text.len = ngx_social_json_compact(text.data,
+                   (u_char *) PQgetvalue(res, row, col), text.len)
+               - text.data;
 
     return ngx_social_send_json_text(r, status, &text);
 }

@@ -1176,12 +1176,14 @@ ngx_social_redis_cmd_create(ngx_http_request_t *r,
     rec->handler = handler;
     rec->data = data;
 
+    /*
+     * The timeout is not cancelable: every command holds a graceful
+     * shutdown until its reply (or timeout), background ones too, since
+     * requests may wait for them (a batch of checks) and a write's effect
+     * should be known before the worker goes.
+     */
     rec->event.data = rec;
     rec->event.log = ngx_cycle->log;
-
-    /* a request waiting for Redis holds a graceful shutdown, at most for
-     * the command timeout; background commands do not */
-    rec->event.cancelable = (r == NULL);
 
     return rec;
 }

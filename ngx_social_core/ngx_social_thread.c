@@ -5,17 +5,16 @@
  * uses its memory); the done handler resumes it on the loop.
  *
  * A worker in a graceful shutdown exits as soon as it has only cancelable
- * timers left, whatever requests are still open.  A request that waits for
- * work with no timer of its own (a pool thread, a batch sent as one
- * background Redis command) holds the shutdown with ngx_social_hold()
- * until the work is done.
+ * timers left, whatever requests are still open, and a request waiting
+ * for a thread has no timer: the task holds the shutdown with one of its
+ * own until it is done.
  */
 
 #include "ngx_social_core_module.h"
 
 
-/* work that outlives this is lost anyway: the hold says so and lets go */
-#define NGX_SOCIAL_HOLD_MAX  600000
+/* a task still out after this is stuck: the hold says so and lets go */
+#define NGX_SOCIAL_THREAD_HOLD  600000
 
 
 typedef struct {
@@ -29,7 +28,7 @@ typedef struct {
 
 static void ngx_social_thread_work(void *data, ngx_log_t *log);
 static void ngx_social_thread_done(ngx_event_t *ev);
-static void ngx_social_hold_expired(ngx_event_t *ev);
+static void ngx_social_thread_stuck(ngx_event_t *ev);
 
 
 ngx_int_t
@@ -58,7 +57,11 @@ ngx_social_thread_run(ngx_http_request_t *r, ngx_thread_pool_t *tp,
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    ngx_social_hold(&ctx->hold, r->connection);
+    /* the task's memory is zeroed: the hold needs no other field set */
+    ctx->hold.handler = ngx_social_thread_stuck;
+    ctx->hold.data = r->connection;
+    ctx->hold.log = r->connection->log;
+    ngx_add_timer(&ctx->hold, NGX_SOCIAL_THREAD_HOLD);
 
     r->main->count++;
     r->main->blocked++;
@@ -89,7 +92,9 @@ ngx_social_thread_done(ngx_event_t *ev)
 
     ngx_http_set_log_request(c->log, r);
 
-    ngx_social_unhold(&ctx->hold);
+    if (ctx->hold.timer_set) {
+        ngx_del_timer(&ctx->hold);
+    }
 
     r->main->blocked--;
 
@@ -105,35 +110,11 @@ ngx_social_thread_done(ngx_event_t *ev)
 }
 
 
-/* c: what the timer's debug log names (its fd), and the log to use */
-
-void
-ngx_social_hold(ngx_event_t *ev, ngx_connection_t *c)
-{
-    ngx_memzero(ev, sizeof(ngx_event_t));
-
-    ev->handler = ngx_social_hold_expired;
-    ev->data = c;
-    ev->log = c->log ? c->log : ngx_cycle->log;
-
-    ngx_add_timer(ev, NGX_SOCIAL_HOLD_MAX);
-}
-
-
-void
-ngx_social_unhold(ngx_event_t *ev)
-{
-    if (ev->timer_set) {
-        ngx_del_timer(ev);
-    }
-}
-
-
 static void
-ngx_social_hold_expired(ngx_event_t *ev)
+ngx_social_thread_stuck(ngx_event_t *ev)
 {
     ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
-                  "social: work a request waits for is still out after "
-                  "%M ms; a graceful shutdown no longer waits for it",
-                  (ngx_msec_t) NGX_SOCIAL_HOLD_MAX);
+                  "social: a thread task is still out after %M ms; a "
+                  "graceful shutdown no longer waits for it",
+                  (ngx_msec_t) NGX_SOCIAL_THREAD_HOLD);
 }

@@ -44,11 +44,9 @@ typedef struct {
 
 /*
  * A batch sent: the checks in key order (NULL: terminated meanwhile),
- * then the script's argv.  Its command is a background one: the batch
- * holds a graceful shutdown for the requests that wait for it.
+ * then the script's argv.
  */
 typedef struct {
-    ngx_event_t                     hold;
     ngx_uint_t                      n;
     ngx_social_gateway_limit_ctx_t *lc[1];
 } ngx_social_gateway_batch_t;
@@ -540,8 +538,6 @@ ngx_social_gateway_limit_flush(ngx_event_t *ev)
     args.argv = argv;
     args.argvlen = argvlen;
 
-    ngx_social_hold(&b->hold, &ngx_social_gateway_flush_conn);
-
     if (ngx_social_redis_eval(NULL, &ngx_social_gateway_gcra, b->n, &args,
                               ngx_social_gateway_limited, b)
         != NGX_OK)
@@ -615,7 +611,6 @@ ngx_social_gateway_limited(redisReply *reply, void *data)
                                       ngx_social_gateway_limit_answer(lc, &v));
     }
 
-    ngx_social_unhold(&b->hold);
     ngx_free(b);
 }
 
