@@ -235,6 +235,14 @@ ngx_int_t ngx_social_posts_copy(ngx_pool_t *pool, PGresult *res, int row,
     int col, ngx_uint_t n, ngx_str_t *s);
 ngx_int_t ngx_social_posts_send_page(ngx_http_request_t *r,
     ngx_social_posts_view_t *v, ngx_social_list_t *l);
+ngx_int_t ngx_social_posts_assemble(ngx_pool_t *pool,
+    ngx_social_posts_data_t *d, ngx_str_t *out);
+ngx_int_t ngx_social_posts_reply_str(ngx_pool_t *pool, redisReply *reply,
+    ngx_str_t *s);
+
+/* viewing cached posts without a script (ngx_social_posts_fetch.c) */
+ngx_int_t ngx_social_posts_fetch(ngx_social_posts_view_t *v,
+    ngx_str_t *epoch, ngx_social_posts_viewed_pt fallback);
 
 /* posts (ngx_social_posts_create.c) */
 ngx_int_t ngx_social_posts_create_init(ngx_conf_t *cf);

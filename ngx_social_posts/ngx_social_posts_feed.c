@@ -12,6 +12,12 @@
  * unfollow, another rebuild, or a fan-out that found the set being
  * rebuilt ("social:feedbuild:<id>") moves it.
  *
+ * A page is read in one transaction of plain commands under the epoch
+ * this worker last saw, and its posts with plain commands too
+ * (ngx_social_posts_fetch.c); the feed script, which views the posts in
+ * the same call, serves what that cannot: a feed or a post not cached, a
+ * deleted post, a new epoch.
+ *
  * New posts go into cached feeds by fan-out on write
  * (ngx_social_posts_fanout.c).
  */
@@ -28,12 +34,32 @@ typedef struct {
     ngx_str_t                   params[4];
     ngx_str_t                   gen;       /* a rebuild: data not NULL */
     ngx_str_t                   epoch;
+    /* the feed script's arguments: the viewer, max, since, how many */
+    const char                 *argv[4];
+    size_t                      argvlen[4];
 } ngx_social_posts_feed_ctx_t;
+
+
+/* the cache epoch this worker last saw; len 0: none yet */
+static u_char     ngx_social_posts_feed_epoch_buf[NGX_INT64_LEN];
+static ngx_str_t  ngx_social_posts_feed_epoch;
 
 
 static ngx_int_t ngx_social_posts_feed_page(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc);
+static ngx_int_t ngx_social_posts_feed_range(ngx_http_request_t *r,
+    ngx_social_posts_feed_ctx_t *fc);
+static void ngx_social_posts_feed_listed(redisReply *reply, void *data);
+static ngx_int_t ngx_social_posts_feed_list_items(ngx_http_request_t *r,
+    ngx_social_posts_feed_ctx_t *fc, redisReply *reply);
+static ngx_int_t ngx_social_posts_feed_rescript(ngx_http_request_t *r,
+    ngx_social_posts_view_t *v);
+static ngx_int_t ngx_social_posts_feed_scripted(ngx_http_request_t *r,
+    ngx_social_posts_feed_ctx_t *fc);
 static void ngx_social_posts_feed_cached(redisReply *reply, void *data);
+static void ngx_social_posts_feed_remember(redisReply *epoch);
+static ngx_int_t ngx_social_posts_feed_beyond(ngx_social_posts_feed_ctx_t *fc,
+    ngx_uint_t n, redisReply *marker, redisReply *oldest);
 static ngx_int_t ngx_social_posts_feed_items(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc, redisReply *reply);
 static ngx_int_t ngx_social_posts_feed_query(ngx_http_request_t *r,
@@ -195,16 +221,13 @@ ngx_social_posts_feed(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 }
 
 
-/* the page from the cached feed, in one script call */
+/* the page from the cached feed */
 
 static ngx_int_t
 ngx_social_posts_feed_page(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc)
 {
-    u_char                   *p;
-    const char               *argv[4];
-    size_t                    argvlen[4];
-    ngx_social_redis_argv_t   args;
+    u_char  *p;
 
     p = ngx_pnalloc(r->pool, 2 * (NGX_SOCIAL_POSTS_ID_WIDTH + 2)
                              + NGX_INT_T_LEN);
@@ -212,10 +235,10 @@ ngx_social_posts_feed_page(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    argv[0] = (const char *) fc->params[0].data;
-    argvlen[0] = fc->params[0].len;
+    fc->argv[0] = (const char *) fc->params[0].data;
+    fc->argvlen[0] = fc->params[0].len;
 
-    argv[1] = (const char *) p;
+    fc->argv[1] = (const char *) p;
 
     if (fc->list.max_id.data) {
         *p++ = '(';
@@ -225,8 +248,8 @@ ngx_social_posts_feed_page(ngx_http_request_t *r,
         *p++ = '+';
     }
 
-    argvlen[1] = p - (u_char *) argv[1];
-    argv[2] = (const char *) p;
+    fc->argvlen[1] = p - (u_char *) fc->argv[1];
+    fc->argv[2] = (const char *) p;
 
     if (fc->list.since_id.data) {
         *p++ = '(';
@@ -237,14 +260,237 @@ ngx_social_posts_feed_page(ngx_http_request_t *r,
         *p++ = '-';
     }
 
-    argvlen[2] = p - (u_char *) argv[2];
-    argv[3] = (const char *) p;
+    fc->argvlen[2] = p - (u_char *) fc->argv[2];
+    fc->argv[3] = (const char *) p;
     p = ngx_sprintf(p, "%ui", fc->list.limit + 1);
-    argvlen[3] = p - (u_char *) argv[3];
+    fc->argvlen[3] = p - (u_char *) fc->argv[3];
+
+    if (ngx_social_posts_feed_epoch.len == 0) {
+        return ngx_social_posts_feed_scripted(r, fc);
+    }
+
+    return ngx_social_posts_feed_range(r, fc);
+}
+
+
+/*
+ * One transaction: the epoch, the feed's marker and oldest member, the
+ * page's members (ZREVRANGEBYLEX, the marker at most).
+ */
+
+static ngx_int_t
+ngx_social_posts_feed_range(ngx_http_request_t *r,
+    ngx_social_posts_feed_ctx_t *fc)
+{
+    u_char                   *key;
+    size_t                    len;
+    ngx_social_redis_argv_t   cmds[3];
+    const char               *get[2], *lo[4], *page[7];
+    size_t                    get_len[2], lo_len[4], page_len[7];
+
+    key = ngx_pnalloc(r->pool, sizeof("social:feed::")
+                               + 2 * ngx_social_posts_feed_epoch.len
+                               + fc->params[0].len);
+    if (key == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the epoch the keys are read under, kept for the posts' keys */
+    fc->epoch.data = ngx_cpymem(key, ngx_social_posts_feed_epoch.data,
+                                ngx_social_posts_feed_epoch.len);
+    fc->epoch.len = ngx_social_posts_feed_epoch.len;
+    key = fc->epoch.data;
+    fc->epoch.data -= fc->epoch.len;
+
+    len = ngx_sprintf(key, "social:feed:%V:%V", &fc->epoch, &fc->params[0])
+          - key;
+
+    get[0] = "GET";
+    get_len[0] = 3;
+    get[1] = "social:epoch";
+    get_len[1] = sizeof("social:epoch") - 1;
+
+    lo[0] = "ZRANGE";
+    lo_len[0] = sizeof("ZRANGE") - 1;
+    lo[1] = (const char *) key;
+    lo_len[1] = len;
+    lo[2] = "0";
+    lo_len[2] = 1;
+    lo[3] = "1";
+    lo_len[3] = 1;
+
+    page[0] = "ZREVRANGEBYLEX";
+    page_len[0] = sizeof("ZREVRANGEBYLEX") - 1;
+    page[1] = (const char *) key;
+    page_len[1] = len;
+    page[2] = fc->argv[1];
+    page_len[2] = fc->argvlen[1];
+    page[3] = fc->argv[2];
+    page_len[3] = fc->argvlen[2];
+    page[4] = "LIMIT";
+    page_len[4] = sizeof("LIMIT") - 1;
+    page[5] = "0";
+    page_len[5] = 1;
+    page[6] = fc->argv[3];
+    page_len[6] = fc->argvlen[3];
+
+    cmds[0].argc = 2;
+    cmds[0].argv = get;
+    cmds[0].argvlen = get_len;
+    cmds[1].argc = 4;
+    cmds[1].argv = lo;
+    cmds[1].argvlen = lo_len;
+    cmds[2].argc = 7;
+    cmds[2].argv = page;
+    cmds[2].argvlen = page_len;
+
+    r->main->count++;
+
+    if (ngx_social_redis_transaction(r, cmds, 3,
+                                     ngx_social_posts_feed_listed, fc)
+        != NGX_OK)
+    {
+        r->main->count--;
+        return ngx_social_posts_feed_scripted(r, fc);
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_social_posts_feed_listed(redisReply *reply, void *data)
+{
+    ngx_social_posts_feed_ctx_t  *fc = data;
+
+    ngx_int_t            rc;
+    redisReply          *e;
+    ngx_http_request_t  *r;
+
+    r = fc->ctx->request;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 3
+        || reply->element[1]->type != REDIS_REPLY_ARRAY
+        || reply->element[2]->type != REDIS_REPLY_ARRAY)
+    {
+        ngx_http_finalize_request(r, ngx_social_posts_feed_scripted(r, fc));
+        return;
+    }
+
+    e = reply->element[0];
+
+    if (e->type == REDIS_REPLY_NIL ? fc->epoch.len != 1
+                                     || fc->epoch.data[0] != '0'
+        : e->type != REDIS_REPLY_STRING || e->len != fc->epoch.len
+          || ngx_strncmp(e->str, fc->epoch.data, e->len) != 0)
+    {
+        /* the epoch moved: the script reads and remembers the new one */
+        ngx_http_finalize_request(r, ngx_social_posts_feed_scripted(r, fc));
+        return;
+    }
+
+    if (reply->element[1]->elements == 0) {
+        /* no cached feed: the script has it rebuilt */
+        ngx_http_finalize_request(r, ngx_social_posts_feed_scripted(r, fc));
+        return;
+    }
+
+    rc = ngx_social_posts_feed_list_items(r, fc, reply);
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* the members of a listed page, down to the marker, viewed */
+
+static ngx_int_t
+ngx_social_posts_feed_list_items(ngx_http_request_t *r,
+    ngx_social_posts_feed_ctx_t *fc, redisReply *reply)
+{
+    ngx_uint_t                i, n;
+    redisReply               *lo, *page, *marker, *oldest, *m;
+    ngx_social_posts_view_t  *v;
+
+    static redisReply         none = { .type = REDIS_REPLY_STRING };
+
+    lo = reply->element[1];
+    page = reply->element[2];
+    marker = lo->element[0];
+    oldest = lo->elements > 1 ? lo->element[1] : &none;
+
+    if (marker->type != REDIS_REPLY_STRING
+        || oldest->type != REDIS_REPLY_STRING)
+    {
+        return ngx_social_posts_feed_scripted(r, fc);
+    }
+
+    for (n = 0; n < page->elements; n++) {
+        m = page->element[n];
+
+        if (m->type != REDIS_REPLY_STRING) {
+            return ngx_social_posts_feed_scripted(r, fc);
+        }
+
+        if (m->len == marker->len
+            && ngx_strncmp(m->str, marker->str, m->len) == 0)
+        {
+            break;
+        }
+    }
+
+    if (ngx_social_posts_feed_beyond(fc, n, marker, oldest)) {
+        ngx_str_null(&fc->gen);
+
+        return ngx_social_posts_feed_query(r, fc,
+                                           NGX_SOCIAL_POSTS_FEED_OLDER,
+                                           &fc->list.max_id,
+                                           fc->list.limit + 1);
+    }
+
+    v = ngx_social_posts_view_create(r, fc->ctx->user_id, n);
+    if (v == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    v->handler = ngx_social_posts_feed_viewed;
+    v->data = fc;
+
+    for (i = 0; i < n; i++) {
+        m = page->element[i];
+        v->ids[i] = ngx_atoof((u_char *) m->str, m->len);
+
+        if (v->ids[i] <= 0) {
+            return ngx_social_posts_feed_scripted(r, fc);
+        }
+    }
+
+    return ngx_social_posts_fetch(v, &fc->epoch,
+                                  ngx_social_posts_feed_rescript);
+}
+
+
+/* the fast path could not view the page: the script does it all again */
+
+static ngx_int_t
+ngx_social_posts_feed_rescript(ngx_http_request_t *r,
+    ngx_social_posts_view_t *v)
+{
+    return ngx_social_posts_feed_scripted(r, v->data);
+}
+
+
+/* the page from the cached feed, in one script call */
+
+static ngx_int_t
+ngx_social_posts_feed_scripted(ngx_http_request_t *r,
+    ngx_social_posts_feed_ctx_t *fc)
+{
+    ngx_social_redis_argv_t  args;
 
     args.argc = 4;
-    args.argv = argv;
-    args.argvlen = argvlen;
+    args.argv = fc->argv;
+    args.argvlen = fc->argvlen;
 
     r->main->count++;
 
@@ -309,6 +555,7 @@ ngx_social_posts_feed_cached(redisReply *reply, void *data)
         }
 
     } else {
+        ngx_social_posts_feed_remember(reply->element[1]);
         rc = ngx_social_posts_feed_items(r, fc, reply);
     }
 
@@ -316,11 +563,40 @@ ngx_social_posts_feed_cached(redisReply *reply, void *data)
 }
 
 
+/* the epoch the script read under, for the next pages' transactions */
+
+static void
+ngx_social_posts_feed_remember(redisReply *epoch)
+{
+    if (epoch->len > sizeof(ngx_social_posts_feed_epoch_buf)) {
+        return;
+    }
+
+    ngx_memcpy(ngx_social_posts_feed_epoch_buf, epoch->str, epoch->len);
+    ngx_social_posts_feed_epoch.data = ngx_social_posts_feed_epoch_buf;
+    ngx_social_posts_feed_epoch.len = epoch->len;
+}
+
+
 /*
- * The cached page: the script viewed its items.  When the page ends
- * inside the part of the feed the cache cut off, it comes from
- * PostgreSQL instead.
+ * A page of n cached posts that ends inside the part of the feed the
+ * cache cut off: it comes from PostgreSQL instead.
  */
+
+static ngx_int_t
+ngx_social_posts_feed_beyond(ngx_social_posts_feed_ctx_t *fc, ngx_uint_t n,
+    redisReply *marker, redisReply *oldest)
+{
+    return n <= fc->list.limit
+           && marker->len == sizeof(NGX_SOCIAL_POSTS_FEED_CUT) - 1
+           && marker->str[marker->len - 1] == '1'
+           && (fc->list.since_id.data == NULL || oldest->len == 0
+               || ngx_social_parse_id(&fc->list.since_id)
+                  < ngx_atoof((u_char *) oldest->str, oldest->len));
+}
+
+
+/* the cached page: the script viewed its items */
 
 static ngx_int_t
 ngx_social_posts_feed_items(ngx_http_request_t *r,
@@ -341,13 +617,7 @@ ngx_social_posts_feed_items(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (n <= fc->list.limit
-        && marker->len == sizeof(NGX_SOCIAL_POSTS_FEED_CUT) - 1
-        && marker->str[marker->len - 1] == '1'
-        && (fc->list.since_id.data == NULL || oldest->len == 0
-            || ngx_social_parse_id(&fc->list.since_id)
-               < ngx_atoof((u_char *) oldest->str, oldest->len)))
-    {
+    if (ngx_social_posts_feed_beyond(fc, n, marker, oldest)) {
         ngx_str_null(&fc->gen);
 
         return ngx_social_posts_feed_query(r, fc,

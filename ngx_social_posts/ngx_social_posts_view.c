@@ -43,17 +43,13 @@ static ngx_int_t ngx_social_posts_fill(ngx_social_posts_view_t *v,
 static ngx_int_t ngx_social_posts_fill_token(ngx_array_t *args,
     ngx_str_t *token, PGresult *res);
 static void ngx_social_posts_cached(redisReply *reply, void *data);
-static ngx_int_t ngx_social_posts_assemble(ngx_pool_t *pool,
-    ngx_social_posts_data_t *d, ngx_str_t *out);
-static ngx_int_t ngx_social_posts_reply_str(ngx_pool_t *pool,
-    redisReply *reply, ngx_str_t *s);
 static ngx_int_t ngx_social_posts_eval(ngx_http_request_t *r,
     ngx_social_redis_script_t *script, ngx_array_t *args,
     ngx_social_redis_handler_pt handler, void *data);
 
 
 /* ARGV[1]: the viewer or ""; then the ids.  {epoch, item, ...} */
-static ngx_social_redis_script_t  ngx_social_posts_fetch = {
+static ngx_social_redis_script_t  ngx_social_posts_view_script = {
     ngx_string(NGX_SOCIAL_POSTS_LUA_VIEW
         "local out = {EP} "
         "for i = 2, #ARGV do out[i] = item(ARGV[i]) end "
@@ -165,7 +161,7 @@ static ngx_social_pg_stmt_t  ngx_social_posts_view_stmts[] = {
 ngx_int_t
 ngx_social_posts_view_init(ngx_conf_t *cf)
 {
-    if (ngx_social_redis_script_register(cf, &ngx_social_posts_fetch)
+    if (ngx_social_redis_script_register(cf, &ngx_social_posts_view_script)
            != NGX_OK
         || ngx_social_redis_script_register(cf,
                                             &ngx_social_posts_fill_script)
@@ -255,7 +251,7 @@ ngx_social_posts_view(ngx_social_posts_view_t *v)
 
     r->main->count++;
 
-    if (ngx_social_posts_eval(r, &ngx_social_posts_fetch, &args,
+    if (ngx_social_posts_eval(r, &ngx_social_posts_view_script, &args,
                               ngx_social_posts_fetched, v)
         != NGX_OK)
     {
@@ -855,7 +851,7 @@ ngx_social_posts_view_result(ngx_social_posts_view_t *v, PGresult *res)
  * "likes_count", "shares_count", "replies_count", "liked", "shared"}
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_social_posts_assemble(ngx_pool_t *pool, ngx_social_posts_data_t *d,
     ngx_str_t *out)
 {
@@ -928,7 +924,9 @@ ngx_social_posts_send_page(ngx_http_request_t *r, ngx_social_posts_view_t *v,
 }
 
 
-static ngx_int_t
+/* a string of a reply, copied: the reply ends with its callback */
+
+ngx_int_t
 ngx_social_posts_reply_str(ngx_pool_t *pool, redisReply *reply, ngx_str_t *s)
 {
     if (reply->type != REDIS_REPLY_STRING) {

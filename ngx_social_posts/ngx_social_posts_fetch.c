@@ -1,0 +1,531 @@
+/*
+ * Viewing a page of cached posts with plain commands: one transaction
+ * asks HMGET of every post's hash, the next the authors (MGET) and the
+ * originals of shares, a last one the originals' authors.  A script call
+ * per page costs Redis several times as much: each command a script runs
+ * goes through Lua and back (docs/PERFORMANCE.md).
+ *
+ * Only hits are served this way.  A post, author or viewer flag not
+ * cached, a deleted post, or an epoch that moved: the page is viewed by
+ * the fallback instead (the view script, which fills what it misses).
+ * Every round reads the epoch in its transaction, so no key of an
+ * abandoned epoch is believed.
+ */
+
+#include "ngx_social_posts.h"
+
+
+/* HMGET fields of a post's hash, in this order */
+enum {
+    NGX_SOCIAL_POSTS_F_DELETED = 0,
+    NGX_SOCIAL_POSTS_F_TEXT,
+    NGX_SOCIAL_POSTS_F_AUTHOR,
+    NGX_SOCIAL_POSTS_F_LIKES,
+    NGX_SOCIAL_POSTS_F_SHARES,
+    NGX_SOCIAL_POSTS_F_REPLIES,
+    NGX_SOCIAL_POSTS_F_FLAGS,
+    NGX_SOCIAL_POSTS_F_SHARE_OF,
+    NGX_SOCIAL_POSTS_NFIELDS
+};
+
+
+typedef struct {
+    ngx_social_posts_data_t     data;
+    int64_t                     author;
+    int64_t                     share_of;
+} ngx_social_posts_part_t;
+
+
+typedef struct {
+    ngx_social_posts_view_t    *view;
+    ngx_social_posts_viewed_pt  fallback;
+    ngx_str_t                   epoch;
+    ngx_str_t                   flags;     /* "v:<viewer>" */
+
+    /* the page's posts, then the originals they share */
+    ngx_social_posts_part_t    *posts;
+    ngx_uint_t                  nposts;
+
+    int64_t                    *authors;
+    ngx_str_t                  *author_json;
+    ngx_uint_t                  nauthors;
+
+    /* what the round in flight asked: posts and authors up to these */
+    ngx_uint_t                  posts_from;
+    ngx_uint_t                  posts_to;
+    ngx_uint_t                  authors_from;
+    ngx_uint_t                  authors_to;
+} ngx_social_posts_fetch_t;
+
+
+static ngx_int_t ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f);
+static ngx_int_t ngx_social_posts_fetch_hmget(ngx_social_posts_fetch_t *f,
+    int64_t id, ngx_social_redis_argv_t *cmd);
+static ngx_int_t ngx_social_posts_fetch_mget(ngx_social_posts_fetch_t *f,
+    ngx_social_redis_argv_t *cmd);
+static void ngx_social_posts_fetch_got(redisReply *reply, void *data);
+static ngx_int_t ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
+    ngx_social_posts_part_t *part, redisReply *reply);
+static ngx_int_t ngx_social_posts_fetch_authors(ngx_social_posts_fetch_t *f,
+    redisReply *reply);
+static ngx_int_t ngx_social_posts_fetch_done(ngx_social_posts_fetch_t *f);
+static ngx_int_t ngx_social_posts_fetch_counter(ngx_pool_t *pool,
+    redisReply *reply, ngx_str_t *s);
+
+
+static ngx_str_t  ngx_social_posts_fetch_fields[] = {
+    ngx_string("d"), ngx_string("t"), ngx_string("a"), ngx_string("lc"),
+    ngx_string("sc"), ngx_string("rc"), ngx_null_string, ngx_string("s")
+};
+
+
+/*
+ * Views v->ids under epoch (as the page's ids were read); v->handler is
+ * called with the result, or fallback(v) when not everything was cached.
+ * Returns what a route handler returns.
+ */
+
+ngx_int_t
+ngx_social_posts_fetch(ngx_social_posts_view_t *v, ngx_str_t *epoch,
+    ngx_social_posts_viewed_pt fallback)
+{
+    u_char                    *p;
+    ngx_uint_t                 i;
+    ngx_pool_t                *pool;
+    ngx_social_posts_fetch_t  *f;
+
+    pool = v->request->pool;
+
+    f = ngx_pcalloc(pool, sizeof(ngx_social_posts_fetch_t));
+    if (f == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    f->view = v;
+    f->fallback = fallback;
+    f->epoch = *epoch;
+
+    f->posts = ngx_pcalloc(pool, 2 * v->n * sizeof(ngx_social_posts_part_t));
+    f->authors = ngx_palloc(pool, 2 * v->n * sizeof(int64_t));
+    f->author_json = ngx_pcalloc(pool, 2 * v->n * sizeof(ngx_str_t));
+    p = ngx_pnalloc(pool, sizeof("v:") + NGX_INT64_LEN);
+
+    if (f->posts == NULL || f->authors == NULL || f->author_json == NULL
+        || p == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    f->flags.data = p;
+    f->flags.len = ngx_sprintf(p, "v:%L", v->viewer) - p;
+
+    for (i = 0; i < v->n; i++) {
+        f->posts[i].data.id = v->ids[i];
+    }
+
+    f->nposts = v->n;
+
+    if (v->n == 0) {
+        return v->handler(v->request, v);
+    }
+
+    return ngx_social_posts_fetch_round(f);
+}
+
+
+/* one transaction: the epoch, the posts not asked yet, then the authors */
+
+static ngx_int_t
+ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f)
+{
+    ngx_uint_t                i, n;
+    ngx_http_request_t       *r;
+    ngx_social_redis_argv_t  *cmds;
+
+    static const char        *get_epoch[] = { "GET", "social:epoch" };
+    static const size_t       get_epoch_len[] = {
+        sizeof("GET") - 1, sizeof("social:epoch") - 1
+    };
+
+    r = f->view->request;
+
+    f->posts_from = f->posts_to;
+    f->posts_to = f->nposts;
+    f->authors_from = f->authors_to;
+    f->authors_to = f->nauthors;
+
+    cmds = ngx_palloc(r->pool,
+                      (f->posts_to - f->posts_from + 2)
+                      * sizeof(ngx_social_redis_argv_t));
+    if (cmds == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cmds[0].argc = 2;
+    cmds[0].argv = get_epoch;
+    cmds[0].argvlen = get_epoch_len;
+    n = 1;
+
+    for (i = f->posts_from; i < f->posts_to; i++) {
+        if (ngx_social_posts_fetch_hmget(f, f->posts[i].data.id, &cmds[n++])
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (f->authors_from < f->authors_to) {
+        if (ngx_social_posts_fetch_mget(f, &cmds[n++]) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    r->main->count++;
+
+    if (ngx_social_redis_transaction(r, cmds, n, ngx_social_posts_fetch_got,
+                                     f)
+        != NGX_OK)
+    {
+        r->main->count--;
+        return f->fallback(r, f->view);
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_social_posts_fetch_hmget(ngx_social_posts_fetch_t *f, int64_t id,
+    ngx_social_redis_argv_t *cmd)
+{
+    u_char       *p;
+    size_t       *lens;
+    ngx_uint_t    i;
+    ngx_pool_t   *pool;
+    const char  **argv;
+
+    pool = f->view->request->pool;
+
+    argv = ngx_palloc(pool, (2 + NGX_SOCIAL_POSTS_NFIELDS) * sizeof(char *));
+    lens = ngx_palloc(pool, (2 + NGX_SOCIAL_POSTS_NFIELDS) * sizeof(size_t));
+    p = ngx_pnalloc(pool, sizeof("social:post::") + f->epoch.len
+                          + NGX_INT64_LEN);
+
+    if (argv == NULL || lens == NULL || p == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv[0] = "HMGET";
+    lens[0] = sizeof("HMGET") - 1;
+    argv[1] = (const char *) p;
+    lens[1] = ngx_sprintf(p, "social:post:%V:%L", &f->epoch, id) - p;
+
+    for (i = 0; i < NGX_SOCIAL_POSTS_NFIELDS; i++) {
+        if (i == NGX_SOCIAL_POSTS_F_FLAGS) {
+            argv[2 + i] = (const char *) f->flags.data;
+            lens[2 + i] = f->flags.len;
+
+        } else {
+            argv[2 + i] = (const char *) ngx_social_posts_fetch_fields[i].data;
+            lens[2 + i] = ngx_social_posts_fetch_fields[i].len;
+        }
+    }
+
+    cmd->argc = 2 + NGX_SOCIAL_POSTS_NFIELDS;
+    cmd->argv = argv;
+    cmd->argvlen = lens;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_social_posts_fetch_mget(ngx_social_posts_fetch_t *f,
+    ngx_social_redis_argv_t *cmd)
+{
+    u_char       *p;
+    size_t       *lens;
+    ngx_uint_t    i, n;
+    ngx_pool_t   *pool;
+    const char  **argv;
+
+    pool = f->view->request->pool;
+    n = f->authors_to - f->authors_from;
+
+    argv = ngx_palloc(pool, (1 + n) * sizeof(char *));
+    lens = ngx_palloc(pool, (1 + n) * sizeof(size_t));
+    p = ngx_pnalloc(pool, n * (sizeof("social:author:") + NGX_INT64_LEN));
+
+    if (argv == NULL || lens == NULL || p == NULL) {
+        return NGX_ERROR;
+    }
+
+    argv[0] = "MGET";
+    lens[0] = sizeof("MGET") - 1;
+
+    for (i = 0; i < n; i++) {
+        argv[1 + i] = (const char *) p;
+        p = ngx_sprintf(p, "social:author:%L",
+                        f->authors[f->authors_from + i]);
+        lens[1 + i] = p - (u_char *) argv[1 + i];
+    }
+
+    cmd->argc = 1 + n;
+    cmd->argv = argv;
+    cmd->argvlen = lens;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_social_posts_fetch_got(redisReply *reply, void *data)
+{
+    ngx_social_posts_fetch_t  *f = data;
+
+    ngx_int_t            rc;
+    ngx_uint_t           i, n;
+    redisReply          *e;
+    ngx_http_request_t  *r;
+
+    r = f->view->request;
+    n = f->posts_to - f->posts_from;
+
+    rc = NGX_DECLINED;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements
+           != 1 + n + (f->authors_from < f->authors_to ? 1 : 0))
+    {
+        goto fallback;
+    }
+
+    e = reply->element[0];
+
+    if (e->type == REDIS_REPLY_NIL) {
+        if (f->epoch.len != 1 || f->epoch.data[0] != '0') {
+            goto fallback;
+        }
+
+    } else if (e->type != REDIS_REPLY_STRING || e->len != f->epoch.len
+               || ngx_strncmp(e->str, f->epoch.data, e->len) != 0)
+    {
+        goto fallback;
+    }
+
+    for (i = 0; i < n; i++) {
+        rc = ngx_social_posts_fetch_post(f, &f->posts[f->posts_from + i],
+                                         reply->element[1 + i]);
+        if (rc != NGX_OK) {
+            goto fallback;
+        }
+    }
+
+    if (f->authors_from < f->authors_to) {
+        rc = ngx_social_posts_fetch_authors(f, reply->element[1 + n]);
+        if (rc != NGX_OK) {
+            goto fallback;
+        }
+    }
+
+    if (f->posts_to < f->nposts || f->authors_to < f->nauthors) {
+        ngx_http_finalize_request(r, ngx_social_posts_fetch_round(f));
+        return;
+    }
+
+    ngx_http_finalize_request(r, ngx_social_posts_fetch_done(f));
+    return;
+
+fallback:
+
+    ngx_http_finalize_request(r, rc == NGX_ERROR
+                                 ? NGX_HTTP_INTERNAL_SERVER_ERROR
+                                 : f->fallback(r, f->view));
+}
+
+
+/*
+ * A post's HMGET: NGX_OK a hit (its author and original to ask next),
+ * NGX_DECLINED not a hit, NGX_ERROR no memory.
+ */
+
+static ngx_int_t
+ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
+    ngx_social_posts_part_t *part, redisReply *reply)
+{
+    ngx_uint_t                i;
+    ngx_pool_t               *pool;
+    redisReply              **e;
+    ngx_social_posts_data_t  *d;
+
+    if (reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != NGX_SOCIAL_POSTS_NFIELDS)
+    {
+        return NGX_DECLINED;
+    }
+
+    e = reply->element;
+
+    if (e[NGX_SOCIAL_POSTS_F_DELETED]->type != REDIS_REPLY_NIL
+        || e[NGX_SOCIAL_POSTS_F_TEXT]->type != REDIS_REPLY_STRING
+        || e[NGX_SOCIAL_POSTS_F_AUTHOR]->type != REDIS_REPLY_STRING
+        || e[NGX_SOCIAL_POSTS_F_FLAGS]->type != REDIS_REPLY_STRING
+        || e[NGX_SOCIAL_POSTS_F_FLAGS]->len != 2)
+    {
+        return NGX_DECLINED;
+    }
+
+    pool = f->view->request->pool;
+    d = &part->data;
+
+    if (ngx_social_posts_reply_str(pool, e[NGX_SOCIAL_POSTS_F_TEXT],
+                                   &d->text)
+           != NGX_OK
+        || ngx_social_posts_fetch_counter(pool, e[NGX_SOCIAL_POSTS_F_LIKES],
+                                          &d->likes)
+           != NGX_OK
+        || ngx_social_posts_fetch_counter(pool, e[NGX_SOCIAL_POSTS_F_SHARES],
+                                          &d->shares)
+           != NGX_OK
+        || ngx_social_posts_fetch_counter(pool,
+                                          e[NGX_SOCIAL_POSTS_F_REPLIES],
+                                          &d->replies)
+           != NGX_OK
+        || ngx_social_posts_reply_str(pool, e[NGX_SOCIAL_POSTS_F_FLAGS],
+                                      &d->flags)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    part->author = ngx_atoof((u_char *) e[NGX_SOCIAL_POSTS_F_AUTHOR]->str,
+                             e[NGX_SOCIAL_POSTS_F_AUTHOR]->len);
+    if (part->author <= 0) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < f->nauthors; i++) {
+        if (f->authors[i] == part->author) {
+            break;
+        }
+    }
+
+    if (i == f->nauthors) {
+        f->authors[f->nauthors++] = part->author;
+    }
+
+    e = &e[NGX_SOCIAL_POSTS_F_SHARE_OF];
+
+    if ((*e)->type != REDIS_REPLY_STRING || (*e)->len == 0) {
+        return NGX_OK;
+    }
+
+    /* an original is never a share itself */
+    if (part >= &f->posts[f->view->n]) {
+        return NGX_DECLINED;
+    }
+
+    part->share_of = ngx_atoof((u_char *) (*e)->str, (*e)->len);
+    if (part->share_of <= 0) {
+        return NGX_DECLINED;
+    }
+
+    for (i = f->view->n; i < f->nposts; i++) {
+        if (f->posts[i].data.id == part->share_of) {
+            return NGX_OK;
+        }
+    }
+
+    f->posts[f->nposts++].data.id = part->share_of;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_social_posts_fetch_authors(ngx_social_posts_fetch_t *f,
+    redisReply *reply)
+{
+    ngx_uint_t  i, n;
+
+    n = f->authors_to - f->authors_from;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (reply->element[i]->type != REDIS_REPLY_STRING) {
+            return NGX_DECLINED;
+        }
+
+        if (ngx_social_posts_reply_str(f->view->request->pool,
+                                       reply->element[i],
+                                       &f->author_json[f->authors_from + i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* every post and author is there: the page's posts assembled */
+
+static ngx_int_t
+ngx_social_posts_fetch_done(ngx_social_posts_fetch_t *f)
+{
+    ngx_uint_t                i, j;
+    ngx_social_posts_part_t  *part;
+    ngx_social_posts_view_t  *v;
+
+    v = f->view;
+
+    for (i = 0; i < f->nposts; i++) {
+        part = &f->posts[i];
+
+        for (j = 0; f->authors[j] != part->author; j++) {
+            /* void */
+        }
+
+        part->data.author = f->author_json[j];
+
+        if (part->share_of == 0) {
+            continue;
+        }
+
+        for (j = v->n; f->posts[j].data.id != part->share_of; j++) {
+            /* void */
+        }
+
+        part->data.share_of = &f->posts[j].data;
+    }
+
+    for (i = 0; i < v->n; i++) {
+        if (ngx_social_posts_assemble(v->request->pool, &f->posts[i].data,
+                                      &v->json[i])
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    return v->handler(v->request, v);
+}
+
+
+/* a cached counter; one never set is 0 (as the view script answers) */
+
+static ngx_int_t
+ngx_social_posts_fetch_counter(ngx_pool_t *pool, redisReply *reply,
+    ngx_str_t *s)
+{
+    if (reply->type == REDIS_REPLY_NIL) {
+        ngx_str_set(s, "0");
+        return NGX_OK;
+    }
+
+    return ngx_social_posts_reply_str(pool, reply, s);
+}
