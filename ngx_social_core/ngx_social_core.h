@@ -198,8 +198,9 @@ ngx_int_t ngx_social_list_args(ngx_http_request_t *r, ngx_social_list_t *l,
     json_t *fields);
 ngx_int_t ngx_social_send_list(ngx_http_request_t *r, ngx_social_list_t *l,
     PGresult *res, int cursor, int item);
+/* compact: the items may hold spaces to take out (PostgreSQL's JSON) */
 ngx_int_t ngx_social_send_items(ngx_http_request_t *r, ngx_social_list_t *l,
-    ngx_str_t *items, ngx_uint_t n, ngx_str_t *next);
+    ngx_str_t *items, ngx_uint_t n, ngx_str_t *next, ngx_uint_t compact);
 
 
 /*

@@ -106,7 +106,7 @@ ngx_social_send_list(ngx_http_request_t *r, ngx_social_list_t *l,
         items[i].len = PQgetlength(res, i, item);
     }
 
-    return ngx_social_send_items(r, l, items, n, &next);
+    return ngx_social_send_items(r, l, items, n, &next, 1);
 }
 
 
@@ -117,7 +117,7 @@ ngx_social_send_list(ngx_http_request_t *r, ngx_social_list_t *l,
 
 ngx_int_t
 ngx_social_send_items(ngx_http_request_t *r, ngx_social_list_t *l,
-    ngx_str_t *items, ngx_uint_t n, ngx_str_t *next)
+    ngx_str_t *items, ngx_uint_t n, ngx_str_t *next, ngx_uint_t compact)
 {
     u_char           *p;
     size_t            len;
@@ -149,7 +149,8 @@ ngx_social_send_items(ngx_http_request_t *r, ngx_social_list_t *l,
         }
 
         first = 0;
-        p = ngx_social_json_compact(p, items[i].data, items[i].len);
+        p = compact ? ngx_social_json_compact(p, items[i].data, items[i].len)
+                    : ngx_cpymem(p, items[i].data, items[i].len);
     }
 
     if (next->len) {

@@ -63,6 +63,9 @@ typedef struct {
     unsigned                      was_ready:1;
     unsigned                      writing:1; /* in the write handler */
     unsigned                      broken:1;  /* no more commands */
+
+    ngx_str_t                     out;       /* a command being formatted */
+    size_t                        out_size;
 } ngx_social_redis_conn_t;
 
 
@@ -72,6 +75,7 @@ typedef struct {
     ngx_http_request_t           *request;
     ngx_http_cleanup_t           *cleanup;
     ngx_social_redis_handler_pt   handler;   /* NULL once called */
+    ngx_social_redis_handler_pt   each;      /* a pipeline's other replies */
     void                         *data;
     ngx_event_t                   event;     /* timeout, or posted failure */
     ngx_uint_t                    replies;   /* hiredis callbacks due */
@@ -133,6 +137,14 @@ static void ngx_social_redis_drop(ngx_social_redis_conn_t *conn,
 static void ngx_social_redis_lost(ngx_social_redis_conn_t *conn,
     const char *reason);
 static ngx_uint_t ngx_social_redis_writable(ngx_social_redis_conn_t *conn);
+static ngx_int_t ngx_social_redis_batch(ngx_http_request_t *r,
+    ngx_social_redis_argv_t *cmds, ngx_uint_t n, ngx_uint_t multi,
+    ngx_social_redis_handler_pt each, ngx_social_redis_handler_pt handler,
+    void *data);
+static u_char *ngx_social_redis_format_len(u_char *p, u_char type,
+    size_t n);
+static ngx_int_t ngx_social_redis_format(ngx_social_redis_conn_t *conn,
+    ngx_uint_t argc, const char **argv, const size_t *argvlen);
 static void ngx_social_redis_timer_handler(ngx_event_t *ev);
 static void ngx_social_redis_drop_handler(ngx_event_t *ev);
 static void ngx_social_redis_on_connect(const redisAsyncContext *ac,
@@ -315,6 +327,25 @@ ngx_social_redis_transaction(ngx_http_request_t *r,
     ngx_social_redis_argv_t *cmds, ngx_uint_t n,
     ngx_social_redis_handler_pt handler, void *data)
 {
+    return ngx_social_redis_batch(r, cmds, n, 1, NULL, handler, data);
+}
+
+
+ngx_int_t
+ngx_social_redis_pipeline(ngx_http_request_t *r,
+    ngx_social_redis_argv_t *cmds, ngx_uint_t n,
+    ngx_social_redis_handler_pt each, ngx_social_redis_handler_pt handler,
+    void *data)
+{
+    return ngx_social_redis_batch(r, cmds, n, 0, each, handler, data);
+}
+
+
+static ngx_int_t
+ngx_social_redis_batch(ngx_http_request_t *r, ngx_social_redis_argv_t *cmds,
+    ngx_uint_t n, ngx_uint_t multi, ngx_social_redis_handler_pt each,
+    ngx_social_redis_handler_pt handler, void *data)
+{
     ngx_uint_t               i;
     ngx_social_redis_cmd_t  *rec;
 
@@ -334,7 +365,9 @@ ngx_social_redis_transaction(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    return ngx_social_redis_submit(rec, cmds, n, 1);
+    rec->each = each;
+
+    return ngx_social_redis_submit(rec, cmds, n, multi);
 }
 
 
@@ -601,6 +634,7 @@ ngx_social_redis_conn_close(ngx_social_redis_conn_t *conn)
         redisAsyncFree(ac);
     }
 
+    ngx_free(conn->out.data);
     ngx_free(conn);
 }
 
@@ -1249,14 +1283,85 @@ ngx_social_redis_send(ngx_social_redis_cmd_t *rec, ngx_uint_t argc,
         return NGX_DECLINED;
     }
 
-    if (redisAsyncCommandArgv(conn->ac, ngx_social_redis_reply, rec,
-                              (int) argc, argv, argvlen)
-        != REDIS_OK)
+    if (ngx_social_redis_format(conn, argc, argv, argvlen) != NGX_OK
+        || redisAsyncFormattedCommand(conn->ac, ngx_social_redis_reply, rec,
+                                      (const char *) conn->out.data,
+                                      conn->out.len)
+           != REDIS_OK)
     {
         return NGX_ERROR;
     }
 
     rec->replies++;
+
+    return NGX_OK;
+}
+
+
+/* "*<n>\r\n" or "$<n>\r\n", without ngx_sprintf()'s parsing of a format */
+
+static u_char *
+ngx_social_redis_format_len(u_char *p, u_char type, size_t n)
+{
+    u_char   digits[NGX_SIZE_T_LEN];
+    u_char  *d;
+
+    d = digits + NGX_SIZE_T_LEN;
+
+    do {
+        *--d = (u_char) ('0' + n % 10);
+        n /= 10;
+    } while (n);
+
+    *p++ = type;
+    p = ngx_cpymem(p, d, digits + NGX_SIZE_T_LEN - d);
+    *p++ = '\r';
+    *p++ = '\n';
+
+    return p;
+}
+
+
+/*
+ * The command in RESP into conn->out, which grows as needed: hiredis's
+ * own formatting builds each argument with its allocations.
+ */
+
+static ngx_int_t
+ngx_social_redis_format(ngx_social_redis_conn_t *conn, ngx_uint_t argc,
+    const char **argv, const size_t *argvlen)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_uint_t   i;
+
+    len = 1 + NGX_INT_T_LEN + 2;
+
+    for (i = 0; i < argc; i++) {
+        len += 1 + NGX_SIZE_T_LEN + 2 + argvlen[i] + 2;
+    }
+
+    if (len > conn->out_size) {
+        p = ngx_alloc(ngx_max(len, 2 * conn->out_size), ngx_cycle->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_free(conn->out.data);
+        conn->out.data = p;
+        conn->out_size = ngx_max(len, 2 * conn->out_size);
+    }
+
+    p = ngx_social_redis_format_len(conn->out.data, '*', argc);
+
+    for (i = 0; i < argc; i++) {
+        p = ngx_social_redis_format_len(p, '$', argvlen[i]);
+        p = ngx_cpymem(p, argv[i], argvlen[i]);
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+
+    conn->out.len = p - conn->out.data;
 
     return NGX_OK;
 }
@@ -1308,10 +1413,16 @@ ngx_social_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     ngx_social_redis_cmd_t  *rec = privdata;
 
     if (--rec->replies > 0) {
-        /* MULTI and QUEUED; the connection may be going away */
+        /*
+         * MULTI and QUEUED, or a pipeline's replies before its last; the
+         * connection may be going away
+         */
 
         if (reply == NULL) {
             ngx_social_redis_complete(rec, NULL);
+
+        } else if (rec->each != NULL && rec->handler != NULL) {
+            rec->each(reply, rec->data);
         }
 
         return;

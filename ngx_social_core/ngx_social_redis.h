@@ -87,6 +87,18 @@ ngx_int_t ngx_social_redis_transaction(ngx_http_request_t *r,
     ngx_social_redis_argv_t *cmds, ngx_uint_t n,
     ngx_social_redis_handler_pt handler, void *data);
 
+/*
+ * The commands pipelined, not a transaction: the replies of all but the
+ * last go to each() as they come, the last one's to handler as with
+ * ngx_social_redis_command().  each() only takes note (it must not
+ * finalize the request) and is not called once handler was, as it is
+ * with NULL when the pipeline fails before its end.
+ */
+ngx_int_t ngx_social_redis_pipeline(ngx_http_request_t *r,
+    ngx_social_redis_argv_t *cmds, ngx_uint_t n,
+    ngx_social_redis_handler_pt each, ngx_social_redis_handler_pt handler,
+    void *data);
+
 /* scripts are registered at configuration time, run with EVALSHA and
  * fall back to EVAL once on NOSCRIPT; argv holds keys then arguments */
 ngx_int_t ngx_social_redis_script_register(ngx_conf_t *cf,

@@ -90,6 +90,7 @@ enum {
 typedef struct {
     ngx_uint_t                  sync_fanout;
     ngx_uint_t                  feed_size;
+    size_t                      local_cache;
     ngx_str_t                   sync_fanout_arg;
     u_char                      sync_fanout_buf[NGX_INT_T_LEN];
 } ngx_social_posts_main_conf_t;
@@ -239,6 +240,20 @@ ngx_int_t ngx_social_posts_assemble(ngx_pool_t *pool,
     ngx_social_posts_data_t *d, ngx_str_t *out);
 ngx_int_t ngx_social_posts_reply_str(ngx_pool_t *pool, redisReply *reply,
     ngx_str_t *s);
+
+/* a post's parts that never change, as a worker keeps them */
+typedef struct {
+    int64_t                     author;
+    int64_t                     share_of;  /* 0: not a share */
+    ngx_str_t                   text;      /* "text":..,"created_at":.. */
+} ngx_social_posts_local_t;
+
+/* the worker's copies of them (ngx_social_posts_local.c) */
+void ngx_social_posts_local_init(size_t max);
+ngx_social_posts_local_t *ngx_social_posts_local_get(int64_t id);
+void ngx_social_posts_local_put(int64_t id, int64_t author,
+    int64_t share_of, ngx_str_t *text);
+void ngx_social_posts_local_exit(void);
 
 /* viewing cached posts without a script (ngx_social_posts_fetch.c) */
 ngx_int_t ngx_social_posts_fetch(ngx_social_posts_view_t *v,

@@ -1,29 +1,37 @@
 /*
- * Viewing a page of cached posts with plain commands: one transaction
- * asks HMGET of every post's hash, the next the authors (MGET) and the
- * originals of shares, a last one the originals' authors.  A script call
- * per page costs Redis several times as much: each command a script runs
- * goes through Lua and back (docs/PERFORMANCE.md).
+ * Viewing a page of cached posts with plain commands: one pipeline asks
+ * HMGET of every post's hash and MGET of the authors.  What never
+ * changes in a post comes from the worker's copy (ngx_social_posts_local.c)
+ * and only the rest is asked; a post the worker does not know yet is
+ * asked whole, and its author and original in one more round.  A script
+ * call per page costs Redis several times as much: each command a script
+ * runs goes through Lua and back (docs/PERFORMANCE.md).
  *
  * Only hits are served this way.  A post, author or viewer flag not
  * cached, a deleted post, or an epoch that moved: the page is viewed by
  * the fallback instead (the view script, which fills what it misses).
- * Every round reads the epoch in its transaction, so no key of an
- * abandoned epoch is believed.
+ * Every round reads the epoch last: as an epoch never comes back, one
+ * that did not move since the page's ids were read did not move while
+ * the round was read either, and no key of an abandoned epoch is
+ * believed.
  */
 
 #include "ngx_social_posts.h"
 
 
-/* HMGET fields of a post's hash, in this order */
+/*
+ * HMGET fields of a post's hash, in this order: what changes, then what
+ * a worker keeps (asked only when it does not have them)
+ */
 enum {
     NGX_SOCIAL_POSTS_F_DELETED = 0,
-    NGX_SOCIAL_POSTS_F_TEXT,
     NGX_SOCIAL_POSTS_F_AUTHOR,
     NGX_SOCIAL_POSTS_F_LIKES,
     NGX_SOCIAL_POSTS_F_SHARES,
     NGX_SOCIAL_POSTS_F_REPLIES,
     NGX_SOCIAL_POSTS_F_FLAGS,
+    NGX_SOCIAL_POSTS_NCHANGING,
+    NGX_SOCIAL_POSTS_F_TEXT = NGX_SOCIAL_POSTS_NCHANGING,
     NGX_SOCIAL_POSTS_F_SHARE_OF,
     NGX_SOCIAL_POSTS_NFIELDS
 };
@@ -33,6 +41,7 @@ typedef struct {
     ngx_social_posts_data_t     data;
     int64_t                     author;
     int64_t                     share_of;
+    ngx_uint_t                  local;     /* the lasting parts known */
 } ngx_social_posts_part_t;
 
 
@@ -55,14 +64,23 @@ typedef struct {
     ngx_uint_t                  posts_to;
     ngx_uint_t                  authors_from;
     ngx_uint_t                  authors_to;
+    ngx_uint_t                  replied;   /* replies of the round so far */
+    ngx_int_t                   outcome;   /* NGX_OK: every one a hit */
 } ngx_social_posts_fetch_t;
 
 
+static ngx_int_t ngx_social_posts_fetch_add(ngx_social_posts_fetch_t *f,
+    int64_t id);
+static ngx_int_t ngx_social_posts_fetch_known(ngx_social_posts_fetch_t *f,
+    ngx_social_posts_part_t *part);
+static void ngx_social_posts_fetch_author(ngx_social_posts_fetch_t *f,
+    int64_t id);
 static ngx_int_t ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f);
 static ngx_int_t ngx_social_posts_fetch_hmget(ngx_social_posts_fetch_t *f,
-    int64_t id, ngx_social_redis_argv_t *cmd);
+    ngx_social_posts_part_t *part, ngx_social_redis_argv_t *cmd);
 static ngx_int_t ngx_social_posts_fetch_mget(ngx_social_posts_fetch_t *f,
     ngx_social_redis_argv_t *cmd);
+static void ngx_social_posts_fetch_each(redisReply *reply, void *data);
 static void ngx_social_posts_fetch_got(redisReply *reply, void *data);
 static ngx_int_t ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
     ngx_social_posts_part_t *part, redisReply *reply);
@@ -74,8 +92,8 @@ static ngx_int_t ngx_social_posts_fetch_counter(ngx_pool_t *pool,
 
 
 static ngx_str_t  ngx_social_posts_fetch_fields[] = {
-    ngx_string("d"), ngx_string("t"), ngx_string("a"), ngx_string("lc"),
-    ngx_string("sc"), ngx_string("rc"), ngx_null_string, ngx_string("s")
+    ngx_string("d"), ngx_string("a"), ngx_string("lc"), ngx_string("sc"),
+    ngx_string("rc"), ngx_null_string, ngx_string("t"), ngx_string("s")
 };
 
 
@@ -90,6 +108,7 @@ ngx_social_posts_fetch(ngx_social_posts_view_t *v, ngx_str_t *epoch,
     ngx_social_posts_viewed_pt fallback)
 {
     u_char                    *p;
+    ngx_int_t                  rc;
     ngx_uint_t                 i;
     ngx_pool_t                *pool;
     ngx_social_posts_fetch_t  *f;
@@ -125,6 +144,18 @@ ngx_social_posts_fetch(ngx_social_posts_view_t *v, ngx_str_t *epoch,
 
     f->nposts = v->n;
 
+    for (i = 0; i < v->n; i++) {
+        rc = ngx_social_posts_fetch_known(f, &f->posts[i]);
+
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
+            return fallback(v->request, v);
+        }
+    }
+
     if (v->n == 0) {
         return v->handler(v->request, v);
     }
@@ -133,7 +164,83 @@ ngx_social_posts_fetch(ngx_social_posts_view_t *v, ngx_str_t *epoch,
 }
 
 
-/* one transaction: the epoch, the posts not asked yet, then the authors */
+/* an original to ask for too, once */
+
+static ngx_int_t
+ngx_social_posts_fetch_add(ngx_social_posts_fetch_t *f, int64_t id)
+{
+    ngx_uint_t  i;
+
+    for (i = f->view->n; i < f->nposts; i++) {
+        if (f->posts[i].data.id == id) {
+            return NGX_OK;
+        }
+    }
+
+    f->posts[f->nposts].data.id = id;
+
+    return ngx_social_posts_fetch_known(f, &f->posts[f->nposts++]);
+}
+
+
+/*
+ * What the worker keeps of a post to ask for, and its original then.
+ * NGX_DECLINED: an original that is a share itself (never viewed so).
+ */
+
+static ngx_int_t
+ngx_social_posts_fetch_known(ngx_social_posts_fetch_t *f,
+    ngx_social_posts_part_t *part)
+{
+    u_char                    *p;
+    ngx_social_posts_local_t  *local;
+
+    local = ngx_social_posts_local_get(part->data.id);
+    if (local == NULL) {
+        return NGX_OK;
+    }
+
+    if (local->share_of && part >= &f->posts[f->view->n]) {
+        return NGX_DECLINED;
+    }
+
+    /* copied: the worker's copy may go while the request waits */
+    p = ngx_pnalloc(f->view->request->pool, local->text.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    part->data.text.data = p;
+    part->data.text.len = local->text.len;
+    ngx_memcpy(p, local->text.data, local->text.len);
+
+    part->local = 1;
+    part->author = local->author;
+    part->share_of = local->share_of;
+
+    ngx_social_posts_fetch_author(f, part->author);
+
+    return part->share_of ? ngx_social_posts_fetch_add(f, part->share_of)
+                          : NGX_OK;
+}
+
+
+static void
+ngx_social_posts_fetch_author(ngx_social_posts_fetch_t *f, int64_t id)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < f->nauthors; i++) {
+        if (f->authors[i] == id) {
+            return;
+        }
+    }
+
+    f->authors[f->nauthors++] = id;
+}
+
+
+/* one pipeline: the posts not asked yet, the authors, then the epoch */
 
 static ngx_int_t
 ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f)
@@ -153,6 +260,8 @@ ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f)
     f->posts_to = f->nposts;
     f->authors_from = f->authors_to;
     f->authors_to = f->nauthors;
+    f->replied = 0;
+    f->outcome = NGX_OK;
 
     cmds = ngx_palloc(r->pool,
                       (f->posts_to - f->posts_from + 2)
@@ -161,13 +270,10 @@ ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    cmds[0].argc = 2;
-    cmds[0].argv = get_epoch;
-    cmds[0].argvlen = get_epoch_len;
-    n = 1;
+    n = 0;
 
     for (i = f->posts_from; i < f->posts_to; i++) {
-        if (ngx_social_posts_fetch_hmget(f, f->posts[i].data.id, &cmds[n++])
+        if (ngx_social_posts_fetch_hmget(f, &f->posts[i], &cmds[n++])
             != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -180,10 +286,15 @@ ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f)
         }
     }
 
+    cmds[n].argc = 2;
+    cmds[n].argv = get_epoch;
+    cmds[n].argvlen = get_epoch_len;
+    n++;
+
     r->main->count++;
 
-    if (ngx_social_redis_transaction(r, cmds, n, ngx_social_posts_fetch_got,
-                                     f)
+    if (ngx_social_redis_pipeline(r, cmds, n, ngx_social_posts_fetch_each,
+                                  ngx_social_posts_fetch_got, f)
         != NGX_OK)
     {
         r->main->count--;
@@ -195,16 +306,17 @@ ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f)
 
 
 static ngx_int_t
-ngx_social_posts_fetch_hmget(ngx_social_posts_fetch_t *f, int64_t id,
-    ngx_social_redis_argv_t *cmd)
+ngx_social_posts_fetch_hmget(ngx_social_posts_fetch_t *f,
+    ngx_social_posts_part_t *part, ngx_social_redis_argv_t *cmd)
 {
     u_char       *p;
     size_t       *lens;
-    ngx_uint_t    i;
+    ngx_uint_t    i, n;
     ngx_pool_t   *pool;
     const char  **argv;
 
     pool = f->view->request->pool;
+    n = part->local ? NGX_SOCIAL_POSTS_NCHANGING : NGX_SOCIAL_POSTS_NFIELDS;
 
     argv = ngx_palloc(pool, (2 + NGX_SOCIAL_POSTS_NFIELDS) * sizeof(char *));
     lens = ngx_palloc(pool, (2 + NGX_SOCIAL_POSTS_NFIELDS) * sizeof(size_t));
@@ -218,9 +330,11 @@ ngx_social_posts_fetch_hmget(ngx_social_posts_fetch_t *f, int64_t id,
     argv[0] = "HMGET";
     lens[0] = sizeof("HMGET") - 1;
     argv[1] = (const char *) p;
-    lens[1] = ngx_sprintf(p, "social:post:%V:%L", &f->epoch, id) - p;
+    lens[1] = ngx_sprintf(p, "social:post:%V:%L", &f->epoch,
+                          part->data.id)
+              - p;
 
-    for (i = 0; i < NGX_SOCIAL_POSTS_NFIELDS; i++) {
+    for (i = 0; i < n; i++) {
         if (i == NGX_SOCIAL_POSTS_F_FLAGS) {
             argv[2 + i] = (const char *) f->flags.data;
             lens[2 + i] = f->flags.len;
@@ -231,7 +345,7 @@ ngx_social_posts_fetch_hmget(ngx_social_posts_fetch_t *f, int64_t id,
         }
     }
 
-    cmd->argc = 2 + NGX_SOCIAL_POSTS_NFIELDS;
+    cmd->argc = 2 + n;
     cmd->argv = argv;
     cmd->argvlen = lens;
 
@@ -278,54 +392,67 @@ ngx_social_posts_fetch_mget(ngx_social_posts_fetch_t *f,
 }
 
 
+/* a reply of the round before its last: a post's HMGET, or the MGET */
+
+static void
+ngx_social_posts_fetch_each(redisReply *reply, void *data)
+{
+    ngx_social_posts_fetch_t  *f = data;
+
+    ngx_uint_t  i;
+
+    i = f->replied++;
+
+    if (f->outcome != NGX_OK) {
+        return;
+    }
+
+    if (i < f->posts_to - f->posts_from) {
+        f->outcome = ngx_social_posts_fetch_post(f,
+                                                 &f->posts[f->posts_from + i],
+                                                 reply);
+
+    } else {
+        f->outcome = ngx_social_posts_fetch_authors(f, reply);
+    }
+}
+
+
+/* the round's last reply, the epoch: what next */
+
 static void
 ngx_social_posts_fetch_got(redisReply *reply, void *data)
 {
     ngx_social_posts_fetch_t  *f = data;
 
     ngx_int_t            rc;
-    ngx_uint_t           i, n;
-    redisReply          *e;
     ngx_http_request_t  *r;
 
     r = f->view->request;
-    n = f->posts_to - f->posts_from;
+    rc = f->outcome;
 
-    rc = NGX_DECLINED;
-
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements
-           != 1 + n + (f->authors_from < f->authors_to ? 1 : 0))
+    if (rc == NGX_OK
+        && (reply == NULL
+            || f->replied != f->posts_to - f->posts_from
+                             + (f->authors_from < f->authors_to ? 1 : 0)
+            || (reply->type == REDIS_REPLY_NIL
+                ? f->epoch.len != 1 || f->epoch.data[0] != '0'
+                : reply->type != REDIS_REPLY_STRING
+                  || reply->len != f->epoch.len
+                  || ngx_strncmp(reply->str, f->epoch.data, reply->len)
+                     != 0)))
     {
-        goto fallback;
+        rc = NGX_DECLINED;
     }
 
-    e = reply->element[0];
-
-    if (e->type == REDIS_REPLY_NIL) {
-        if (f->epoch.len != 1 || f->epoch.data[0] != '0') {
-            goto fallback;
-        }
-
-    } else if (e->type != REDIS_REPLY_STRING || e->len != f->epoch.len
-               || ngx_strncmp(e->str, f->epoch.data, e->len) != 0)
-    {
-        goto fallback;
+    if (rc == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
     }
 
-    for (i = 0; i < n; i++) {
-        rc = ngx_social_posts_fetch_post(f, &f->posts[f->posts_from + i],
-                                         reply->element[1 + i]);
-        if (rc != NGX_OK) {
-            goto fallback;
-        }
-    }
-
-    if (f->authors_from < f->authors_to) {
-        rc = ngx_social_posts_fetch_authors(f, reply->element[1 + n]);
-        if (rc != NGX_OK) {
-            goto fallback;
-        }
+    if (rc == NGX_DECLINED) {
+        ngx_http_finalize_request(r, f->fallback(r, f->view));
+        return;
     }
 
     if (f->posts_to < f->nposts || f->authors_to < f->nauthors) {
@@ -334,32 +461,26 @@ ngx_social_posts_fetch_got(redisReply *reply, void *data)
     }
 
     ngx_http_finalize_request(r, ngx_social_posts_fetch_done(f));
-    return;
-
-fallback:
-
-    ngx_http_finalize_request(r, rc == NGX_ERROR
-                                 ? NGX_HTTP_INTERNAL_SERVER_ERROR
-                                 : f->fallback(r, f->view));
 }
 
 
 /*
- * A post's HMGET: NGX_OK a hit (its author and original to ask next),
- * NGX_DECLINED not a hit, NGX_ERROR no memory.
+ * A post's HMGET: NGX_OK a hit (its author and original to ask next, if
+ * they were not known), NGX_DECLINED not a hit, NGX_ERROR no memory.
  */
 
 static ngx_int_t
 ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
     ngx_social_posts_part_t *part, redisReply *reply)
 {
-    ngx_uint_t                i;
+    int64_t                   author;
     ngx_pool_t               *pool;
     redisReply              **e;
     ngx_social_posts_data_t  *d;
 
     if (reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != NGX_SOCIAL_POSTS_NFIELDS)
+        || reply->elements != (part->local ? NGX_SOCIAL_POSTS_NCHANGING
+                                           : NGX_SOCIAL_POSTS_NFIELDS))
     {
         return NGX_DECLINED;
     }
@@ -367,7 +488,6 @@ ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
     e = reply->element;
 
     if (e[NGX_SOCIAL_POSTS_F_DELETED]->type != REDIS_REPLY_NIL
-        || e[NGX_SOCIAL_POSTS_F_TEXT]->type != REDIS_REPLY_STRING
         || e[NGX_SOCIAL_POSTS_F_AUTHOR]->type != REDIS_REPLY_STRING
         || e[NGX_SOCIAL_POSTS_F_FLAGS]->type != REDIS_REPLY_STRING
         || e[NGX_SOCIAL_POSTS_F_FLAGS]->len != 2)
@@ -378,11 +498,8 @@ ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
     pool = f->view->request->pool;
     d = &part->data;
 
-    if (ngx_social_posts_reply_str(pool, e[NGX_SOCIAL_POSTS_F_TEXT],
-                                   &d->text)
-           != NGX_OK
-        || ngx_social_posts_fetch_counter(pool, e[NGX_SOCIAL_POSTS_F_LIKES],
-                                          &d->likes)
+    if (ngx_social_posts_fetch_counter(pool, e[NGX_SOCIAL_POSTS_F_LIKES],
+                                       &d->likes)
            != NGX_OK
         || ngx_social_posts_fetch_counter(pool, e[NGX_SOCIAL_POSTS_F_SHARES],
                                           &d->shares)
@@ -398,47 +515,44 @@ ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
         return NGX_ERROR;
     }
 
-    part->author = ngx_atoof((u_char *) e[NGX_SOCIAL_POSTS_F_AUTHOR]->str,
-                             e[NGX_SOCIAL_POSTS_F_AUTHOR]->len);
-    if (part->author <= 0) {
+    author = ngx_atoof((u_char *) e[NGX_SOCIAL_POSTS_F_AUTHOR]->str,
+                       e[NGX_SOCIAL_POSTS_F_AUTHOR]->len);
+
+    if (part->local) {
+        return author == part->author ? NGX_OK : NGX_DECLINED;
+    }
+
+    /* not known to the worker: the lasting parts came too */
+
+    if (author <= 0 || e[NGX_SOCIAL_POSTS_F_TEXT]->type != REDIS_REPLY_STRING)
+    {
         return NGX_DECLINED;
     }
 
-    for (i = 0; i < f->nauthors; i++) {
-        if (f->authors[i] == part->author) {
-            break;
-        }
+    if (ngx_social_posts_reply_str(pool, e[NGX_SOCIAL_POSTS_F_TEXT],
+                                   &d->text)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
-    if (i == f->nauthors) {
-        f->authors[f->nauthors++] = part->author;
-    }
-
+    part->author = author;
     e = &e[NGX_SOCIAL_POSTS_F_SHARE_OF];
 
-    if ((*e)->type != REDIS_REPLY_STRING || (*e)->len == 0) {
-        return NGX_OK;
-    }
+    if ((*e)->type == REDIS_REPLY_STRING && (*e)->len) {
+        part->share_of = ngx_atoof((u_char *) (*e)->str, (*e)->len);
 
-    /* an original is never a share itself */
-    if (part >= &f->posts[f->view->n]) {
-        return NGX_DECLINED;
-    }
-
-    part->share_of = ngx_atoof((u_char *) (*e)->str, (*e)->len);
-    if (part->share_of <= 0) {
-        return NGX_DECLINED;
-    }
-
-    for (i = f->view->n; i < f->nposts; i++) {
-        if (f->posts[i].data.id == part->share_of) {
-            return NGX_OK;
+        /* an original is never a share itself */
+        if (part->share_of <= 0 || part >= &f->posts[f->view->n]) {
+            return NGX_DECLINED;
         }
     }
 
-    f->posts[f->nposts++].data.id = part->share_of;
+    ngx_social_posts_local_put(d->id, author, part->share_of, &d->text);
+    ngx_social_posts_fetch_author(f, author);
 
-    return NGX_OK;
+    return part->share_of ? ngx_social_posts_fetch_add(f, part->share_of)
+                          : NGX_OK;
 }
 
 

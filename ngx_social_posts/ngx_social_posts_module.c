@@ -86,6 +86,14 @@ static ngx_command_t  ngx_social_posts_commands[] = {
       offsetof(ngx_social_posts_main_conf_t, feed_size),
       &ngx_social_posts_feed_bounds },
 
+    /* bytes of posts' lasting parts each worker keeps (0: none) */
+    { ngx_string("social_posts_local_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_social_posts_main_conf_t, local_cache),
+      NULL },
+
       ngx_null_command
 };
 
@@ -133,6 +141,7 @@ ngx_social_posts_create_main_conf(ngx_conf_t *cf)
 
     pmcf->sync_fanout = NGX_CONF_UNSET_UINT;
     pmcf->feed_size = NGX_CONF_UNSET_UINT;
+    pmcf->local_cache = NGX_CONF_UNSET_SIZE;
 
     return pmcf;
 }
@@ -145,6 +154,7 @@ ngx_social_posts_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_uint_value(pmcf->sync_fanout, 1000);
     ngx_conf_init_uint_value(pmcf->feed_size, 500);
+    ngx_conf_init_size_value(pmcf->local_cache, 16 * 1024 * 1024);
 
     pmcf->sync_fanout_arg.data = pmcf->sync_fanout_buf;
     pmcf->sync_fanout_arg.len = ngx_sprintf(pmcf->sync_fanout_buf, "%ui",
@@ -180,6 +190,14 @@ ngx_social_posts_postconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_social_posts_init_process(ngx_cycle_t *cycle)
 {
+    ngx_social_posts_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_social_posts_module);
+    if (pmcf != NULL) {
+        ngx_social_posts_local_init(pmcf->local_cache);
+    }
+
     ngx_social_posts_epoch_dummy.fd = (ngx_socket_t) -1;
     ngx_social_posts_epoch_timer.handler = ngx_social_posts_epoch_retry;
     ngx_social_posts_epoch_timer.data = &ngx_social_posts_epoch_dummy;
@@ -194,6 +212,7 @@ static void
 ngx_social_posts_exit_process(ngx_cycle_t *cycle)
 {
     ngx_social_posts_fanout_exit();
+    ngx_social_posts_local_exit();
 }
 
 

@@ -855,8 +855,16 @@ ngx_int_t
 ngx_social_posts_assemble(ngx_pool_t *pool, ngx_social_posts_data_t *d,
     ngx_str_t *out)
 {
-    size_t     len;
-    ngx_str_t  share_of;
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   share_of, *f;
+
+    static ngx_str_t  ngx_social_posts_flags[] = {
+        ngx_string(",\"liked\":false,\"shared\":false}"),
+        ngx_string(",\"liked\":false,\"shared\":true}"),
+        ngx_string(",\"liked\":true,\"shared\":false}"),
+        ngx_string(",\"liked\":true,\"shared\":true}")
+    };
 
     if (d->share_of != NULL) {
         if (ngx_social_posts_assemble(pool, d->share_of, &share_of)
@@ -880,16 +888,27 @@ ngx_social_posts_assemble(ngx_pool_t *pool, ngx_social_posts_data_t *d,
         return NGX_ERROR;
     }
 
-    out->len = ngx_sprintf(out->data,
-                           "{\"id\":\"%L\",\"author\":%V,%V,\"share_of\":%V,"
-                           "\"likes_count\":%V,\"shares_count\":%V,"
-                           "\"replies_count\":%V,\"liked\":%s,"
-                           "\"shared\":%s}",
-                           d->id, &d->author, &d->text, &share_of,
-                           &d->likes, &d->shares, &d->replies,
-                           d->flags.data[0] == '1' ? "true" : "false",
-                           d->flags.data[1] == '1' ? "true" : "false")
-               - out->data;
+    /* piece by piece: for every post of every page, cheaper than a format */
+    p = ngx_sprintf(out->data, "{\"id\":\"%L\",\"author\":", d->id);
+    p = ngx_cpymem(p, d->author.data, d->author.len);
+    *p++ = ',';
+    p = ngx_cpymem(p, d->text.data, d->text.len);
+    p = ngx_cpymem(p, ",\"share_of\":", sizeof(",\"share_of\":") - 1);
+    p = ngx_cpymem(p, share_of.data, share_of.len);
+    p = ngx_cpymem(p, ",\"likes_count\":", sizeof(",\"likes_count\":") - 1);
+    p = ngx_cpymem(p, d->likes.data, d->likes.len);
+    p = ngx_cpymem(p, ",\"shares_count\":",
+                   sizeof(",\"shares_count\":") - 1);
+    p = ngx_cpymem(p, d->shares.data, d->shares.len);
+    p = ngx_cpymem(p, ",\"replies_count\":",
+                   sizeof(",\"replies_count\":") - 1);
+    p = ngx_cpymem(p, d->replies.data, d->replies.len);
+
+    f = &ngx_social_posts_flags[(d->flags.data[0] == '1') * 2
+                                + (d->flags.data[1] == '1')];
+    p = ngx_cpymem(p, f->data, f->len);
+
+    out->len = p - out->data;
 
     return NGX_OK;
 }
@@ -920,7 +939,8 @@ ngx_social_posts_send_page(ngx_http_request_t *r, ngx_social_posts_view_t *v,
         next.len = ngx_sprintf(next.data, "%L", v->ids[n - 1]) - next.data;
     }
 
-    return ngx_social_send_items(r, l, v->json, n, &next);
+    /* assembled compact: PostgreSQL's to_json() and our own text */
+    return ngx_social_send_items(r, l, v->json, n, &next, 0);
 }
 
 
