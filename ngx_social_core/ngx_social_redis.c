@@ -18,7 +18,6 @@
  */
 
 #include "ngx_social_core.h"
-#include <hiredis/async.h>
 #include <openssl/sha.h>
 
 
@@ -66,6 +65,7 @@ typedef struct {
 
     ngx_str_t                     out;       /* a command being formatted */
     size_t                        out_size;
+    ngx_social_redis_arena_t     *arena;     /* the replies being read */
 } ngx_social_redis_conn_t;
 
 
@@ -577,6 +577,12 @@ ngx_social_redis_conn_create(ngx_cycle_t *cycle, const char *name,
         return NULL;
     }
 
+    conn->arena = ngx_social_redis_arena_create();
+    if (conn->arena == NULL) {
+        ngx_free(conn);
+        return NULL;
+    }
+
     conn->name = name;
     conn->subscriber = subscriber;
     ngx_queue_init(&conn->pending);
@@ -634,6 +640,7 @@ ngx_social_redis_conn_close(ngx_social_redis_conn_t *conn)
         redisAsyncFree(ac);
     }
 
+    ngx_social_redis_arena_free(conn->arena);
     ngx_free(conn->out.data);
     ngx_free(conn);
 }
@@ -679,6 +686,7 @@ ngx_social_redis_connect(ngx_social_redis_conn_t *conn)
     ac->data = conn;
     conn->ac = ac;
     conn->last_read = ngx_current_msec;
+    ngx_social_redis_arena_attach(conn->arena, ac);
 
     if (redisAsyncSetConnectCallback(ac, ngx_social_redis_on_connect)
         != REDIS_OK

@@ -14,6 +14,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 #include <hiredis/hiredis.h>
+#include <hiredis/async.h>
 
 
 /*
@@ -127,6 +128,14 @@ ngx_social_redis_listener_t *ngx_social_redis_subscribe(ngx_str_t *channel,
     ngx_uint_t pattern, ngx_social_redis_message_pt handler,
     ngx_social_redis_resync_pt resync, void *data);
 void ngx_social_redis_unsubscribe(ngx_social_redis_listener_t *l);
+
+/* a connection's memory for its replies (ngx_social_redis_arena.c) */
+typedef struct ngx_social_redis_arena_s  ngx_social_redis_arena_t;
+
+ngx_social_redis_arena_t *ngx_social_redis_arena_create(void);
+void ngx_social_redis_arena_attach(ngx_social_redis_arena_t *arena,
+    redisAsyncContext *ac);
+void ngx_social_redis_arena_free(ngx_social_redis_arena_t *arena);
 
 /* the worker's command connection is ready (readiness probes) */
 ngx_uint_t ngx_social_redis_connected(void);
