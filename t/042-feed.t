@@ -2,7 +2,9 @@
 # through follow, post, share, delete and unfollow, each step read both
 # from the cached feed and after Redis was flushed; pagination without
 # gaps or duplicates while posts arrive; a feed deeper than its cache;
-# large accounts fanned out after the answer.
+# large accounts fanned out after the answer; a cached page read without
+# a script (what each worker keeps of posts, the rest in one pipeline) is
+# the page the script answers, and follows every write.
 
 use strict;
 use warnings;
@@ -133,6 +135,74 @@ subtest 'a large account fans out after the answer' => sub {
     ok(wait_until(sub { !grep { !@{ ids($_) } } @fans }, 5),
        'five followers of a limit of three get it');
     is_deeply([map { ids($_)->[0] } @fans], [($p) x 5], 'that post');
+};
+
+subtest 'a cached page without a script: the same page, every write in' => sub {
+    my $r = new_user('fx');
+    my $a = new_user('fy');
+    my $b = new_user('fz');
+    api('POST', "/v1/users/$_->{id}/follow", undef, $r->{auth}) for $a, $b;
+    my $orig = post($b, "an original \x{1F600} \x{4E2D}e\x{301}");
+    my $p1 = post($a, 'first');
+    my (undef, $reply) = api('POST', '/v1/posts',
+                             { text => 'a reply', reply_to_id => $p1 },
+                             $b->{auth});
+    my (undef, $s) = api('POST', "/v1/posts/$orig/share", undef, $a->{auth});
+    api('POST', "/v1/posts/$p1/like", undef, $r->{auth});
+    api('POST', "/v1/posts/$orig/like", undef, $b->{auth});
+
+    redis_cli('FLUSHALL');
+    my ($want) = feed($r);    # the script's page, filled from PostgreSQL
+    is(scalar @{ $want->{items} }, 4, 'four posts');
+    is($want->{items}[0]{share_of}{author}{id}, $b->{id},
+       'the share with its original and its author');
+    my $same = 1;
+    for (1 .. 6) {            # both workers, past their first pages
+        my ($j) = feed($r);
+        $same &&= is_deeply($j, $want, "read $_ is the same page");
+    }
+
+    # the pages are read without a script now
+    redis_cli('CONFIG', 'RESETSTAT');
+    feed($r) for 1 .. 4;
+    my $stats = redis_cli('INFO', 'commandstats');
+    unlike($stats, qr/cmdstat_evalsha:/, 'no script ran for four pages');
+    like($stats, qr/cmdstat_hmget:calls=(1[6-9]|[2-9]\d)/,
+         'each post asked by HMGET');
+
+    my $seen = sub {
+        my ($what, $check) = @_;
+        my $ok = 1;
+        for (1 .. 4) {
+            my ($j) = feed($r);
+            $ok &&= $check->($j);
+        }
+        ok($ok, "$what, on every read");
+    };
+
+    api('PATCH', '/v1/users/me', { display_name => 'Renamed B' },
+        $b->{auth});
+    $seen->('a new display name of an original\'s author', sub {
+        $_[0]{items}[0]{share_of}{author}{display_name} eq 'Renamed B'
+        && $_[0]{items}[1]{author}{display_name} eq 'Renamed B'
+    });
+
+    api('POST', "/v1/posts/$orig/like", undef, $r->{auth});
+    $seen->('a like of the viewer and its count', sub {
+        my $o = $_[0]{items}[0]{share_of};
+        $o->{liked} && $o->{likes_count} == 2
+    });
+
+    api('DELETE', "/v1/posts/$reply->{id}", undef, $b->{auth});
+    $seen->('a deleted post is out', sub {
+        join(',', map { $_->{id} } @{ $_[0]{items} }) eq "$s->{id},$p1,$orig"
+    });
+
+    redis_cli('INCR', 'social:epoch');
+    $seen->('a new cache epoch: the same page again', sub {
+        join(',', map { $_->{id} } @{ $_[0]{items} }) eq "$s->{id},$p1,$orig"
+        && $_[0]{items}[1]{liked} && $_[0]{items}[1]{likes_count} == 1
+    });
 };
 
 stop_nginx();
