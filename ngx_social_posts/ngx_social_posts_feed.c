@@ -12,8 +12,8 @@
  * unfollow, another rebuild, or a fan-out that found the set being
  * rebuilt ("social:feedbuild:<id>") moves it.
  *
- * A page is read in one transaction of plain commands under the epoch
- * this worker last saw, and its posts with plain commands too
+ * A page is listed in one pipeline of plain commands under the epoch
+ * this worker last saw, and its posts viewed with plain commands too
  * (ngx_social_posts_fetch.c); the feed script, which views the posts in
  * the same call, serves what that cannot: a feed or a post not cached, a
  * deleted post, a new epoch.
@@ -37,6 +37,13 @@ typedef struct {
     /* the feed script's arguments: the viewer, max, since, how many */
     const char                 *argv[4];
     size_t                      argvlen[4];
+
+    /* the page as listed without the script */
+    ngx_uint_t                  listed;    /* replies so far */
+    ngx_int_t                   outcome;   /* NGX_OK: as expected */
+    ngx_str_t                   marker;
+    ngx_str_t                   oldest;
+    ngx_social_posts_view_t    *view;
 } ngx_social_posts_feed_ctx_t;
 
 
@@ -49,9 +56,12 @@ static ngx_int_t ngx_social_posts_feed_page(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc);
 static ngx_int_t ngx_social_posts_feed_range(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc);
-static void ngx_social_posts_feed_listed(redisReply *reply, void *data);
-static ngx_int_t ngx_social_posts_feed_list_items(ngx_http_request_t *r,
+static void ngx_social_posts_feed_listing(redisReply *reply, void *data);
+static ngx_int_t ngx_social_posts_feed_ends(ngx_social_posts_feed_ctx_t *fc,
+    redisReply *reply);
+static ngx_int_t ngx_social_posts_feed_members(
     ngx_social_posts_feed_ctx_t *fc, redisReply *reply);
+static void ngx_social_posts_feed_listed(redisReply *reply, void *data);
 static ngx_int_t ngx_social_posts_feed_rescript(ngx_http_request_t *r,
     ngx_social_posts_view_t *v);
 static ngx_int_t ngx_social_posts_feed_scripted(ngx_http_request_t *r,
@@ -59,7 +69,7 @@ static ngx_int_t ngx_social_posts_feed_scripted(ngx_http_request_t *r,
 static void ngx_social_posts_feed_cached(redisReply *reply, void *data);
 static void ngx_social_posts_feed_remember(redisReply *epoch);
 static ngx_int_t ngx_social_posts_feed_beyond(ngx_social_posts_feed_ctx_t *fc,
-    ngx_uint_t n, redisReply *marker, redisReply *oldest);
+    ngx_uint_t n, ngx_str_t *marker, ngx_str_t *oldest);
 static ngx_int_t ngx_social_posts_feed_items(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc, redisReply *reply);
 static ngx_int_t ngx_social_posts_feed_query(ngx_http_request_t *r,
@@ -274,8 +284,10 @@ ngx_social_posts_feed_page(ngx_http_request_t *r,
 
 
 /*
- * One transaction: the epoch, the feed's marker and oldest member, the
- * page's members (ZREVRANGEBYLEX, the marker at most).
+ * One pipeline: the feed's marker and oldest member, the page's members
+ * (ZREVRANGEBYLEX, down to the marker at most), then the epoch: as an
+ * epoch never comes back, the one the keys were named with and still
+ * current at the end was current all along.
  */
 
 static ngx_int_t
@@ -305,11 +317,6 @@ ngx_social_posts_feed_range(ngx_http_request_t *r,
     len = ngx_sprintf(key, "social:feed:%V:%V", &fc->epoch, &fc->params[0])
           - key;
 
-    get[0] = "GET";
-    get_len[0] = 3;
-    get[1] = "social:epoch";
-    get_len[1] = sizeof("social:epoch") - 1;
-
     lo[0] = "ZRANGE";
     lo_len[0] = sizeof("ZRANGE") - 1;
     lo[1] = (const char *) key;
@@ -334,20 +341,28 @@ ngx_social_posts_feed_range(ngx_http_request_t *r,
     page[6] = fc->argv[3];
     page_len[6] = fc->argvlen[3];
 
-    cmds[0].argc = 2;
-    cmds[0].argv = get;
-    cmds[0].argvlen = get_len;
-    cmds[1].argc = 4;
-    cmds[1].argv = lo;
-    cmds[1].argvlen = lo_len;
-    cmds[2].argc = 7;
-    cmds[2].argv = page;
-    cmds[2].argvlen = page_len;
+    get[0] = "GET";
+    get_len[0] = 3;
+    get[1] = "social:epoch";
+    get_len[1] = sizeof("social:epoch") - 1;
+
+    cmds[0].argc = 4;
+    cmds[0].argv = lo;
+    cmds[0].argvlen = lo_len;
+    cmds[1].argc = 7;
+    cmds[1].argv = page;
+    cmds[1].argvlen = page_len;
+    cmds[2].argc = 2;
+    cmds[2].argv = get;
+    cmds[2].argvlen = get_len;
+
+    fc->listed = 0;
+    fc->outcome = NGX_OK;
 
     r->main->count++;
 
-    if (ngx_social_redis_transaction(r, cmds, 3,
-                                     ngx_social_posts_feed_listed, fc)
+    if (ngx_social_redis_pipeline(r, cmds, 3, ngx_social_posts_feed_listing,
+                                  ngx_social_posts_feed_listed, fc)
         != NGX_OK)
     {
         r->main->count--;
@@ -358,115 +373,147 @@ ngx_social_posts_feed_range(ngx_http_request_t *r,
 }
 
 
+/* the marker and the oldest member, then the page's members */
+
+static void
+ngx_social_posts_feed_listing(redisReply *reply, void *data)
+{
+    ngx_social_posts_feed_ctx_t  *fc = data;
+
+    if (fc->outcome != NGX_OK) {
+        return;
+    }
+
+    fc->outcome = (fc->listed++ == 0) ? ngx_social_posts_feed_ends(fc, reply)
+                                      : ngx_social_posts_feed_members(fc,
+                                                                      reply);
+}
+
+
+/* NGX_DECLINED: no cached feed (the script has it rebuilt) */
+
+static ngx_int_t
+ngx_social_posts_feed_ends(ngx_social_posts_feed_ctx_t *fc, redisReply *reply)
+{
+    ngx_pool_t  *pool;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements == 0) {
+        return NGX_DECLINED;
+    }
+
+    pool = fc->ctx->request->pool;
+
+    if (ngx_social_posts_reply_str(pool, reply->element[0], &fc->marker)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (reply->elements == 1) {
+        ngx_str_set(&fc->oldest, "");
+        return NGX_OK;
+    }
+
+    return ngx_social_posts_reply_str(pool, reply->element[1], &fc->oldest)
+           == NGX_OK ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* the page's members, down to the marker */
+
+static ngx_int_t
+ngx_social_posts_feed_members(ngx_social_posts_feed_ctx_t *fc,
+    redisReply *reply)
+{
+    ngx_uint_t                n;
+    redisReply               *m;
+    ngx_social_posts_view_t  *v;
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        return NGX_DECLINED;
+    }
+
+    v = ngx_social_posts_view_create(fc->ctx->request, fc->ctx->user_id,
+                                     reply->elements);
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->handler = ngx_social_posts_feed_viewed;
+    v->data = fc;
+
+    for (n = 0; n < reply->elements; n++) {
+        m = reply->element[n];
+
+        if (m->type != REDIS_REPLY_STRING) {
+            return NGX_DECLINED;
+        }
+
+        if (m->len == fc->marker.len
+            && ngx_strncmp(m->str, fc->marker.data, m->len) == 0)
+        {
+            break;
+        }
+
+        v->ids[n] = ngx_atoof((u_char *) m->str, m->len);
+
+        if (v->ids[n] <= 0) {
+            return NGX_DECLINED;
+        }
+    }
+
+    v->n = n;
+    fc->view = v;
+
+    return NGX_OK;
+}
+
+
+/* the pipeline's last reply, the epoch: the page viewed, or the script */
+
 static void
 ngx_social_posts_feed_listed(redisReply *reply, void *data)
 {
     ngx_social_posts_feed_ctx_t  *fc = data;
 
     ngx_int_t            rc;
-    redisReply          *e;
     ngx_http_request_t  *r;
 
     r = fc->ctx->request;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 3
-        || reply->element[1]->type != REDIS_REPLY_ARRAY
-        || reply->element[2]->type != REDIS_REPLY_ARRAY)
+    if (fc->outcome == NGX_ERROR) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    if (fc->outcome != NGX_OK || fc->listed != 2 || reply == NULL
+        || (reply->type == REDIS_REPLY_NIL
+            ? fc->epoch.len != 1 || fc->epoch.data[0] != '0'
+            : reply->type != REDIS_REPLY_STRING
+              || reply->len != fc->epoch.len
+              || ngx_strncmp(reply->str, fc->epoch.data, reply->len) != 0))
     {
+        /* no cached feed, or a new epoch: the script reads (and the
+         * worker remembers) it */
         ngx_http_finalize_request(r, ngx_social_posts_feed_scripted(r, fc));
         return;
     }
 
-    e = reply->element[0];
-
-    if (e->type == REDIS_REPLY_NIL ? fc->epoch.len != 1
-                                     || fc->epoch.data[0] != '0'
-        : e->type != REDIS_REPLY_STRING || e->len != fc->epoch.len
-          || ngx_strncmp(e->str, fc->epoch.data, e->len) != 0)
+    if (ngx_social_posts_feed_beyond(fc, fc->view->n, &fc->marker,
+                                     &fc->oldest))
     {
-        /* the epoch moved: the script reads and remembers the new one */
-        ngx_http_finalize_request(r, ngx_social_posts_feed_scripted(r, fc));
-        return;
-    }
-
-    if (reply->element[1]->elements == 0) {
-        /* no cached feed: the script has it rebuilt */
-        ngx_http_finalize_request(r, ngx_social_posts_feed_scripted(r, fc));
-        return;
-    }
-
-    rc = ngx_social_posts_feed_list_items(r, fc, reply);
-
-    ngx_http_finalize_request(r, rc);
-}
-
-
-/* the members of a listed page, down to the marker, viewed */
-
-static ngx_int_t
-ngx_social_posts_feed_list_items(ngx_http_request_t *r,
-    ngx_social_posts_feed_ctx_t *fc, redisReply *reply)
-{
-    ngx_uint_t                i, n;
-    redisReply               *lo, *page, *marker, *oldest, *m;
-    ngx_social_posts_view_t  *v;
-
-    static redisReply         none = { .type = REDIS_REPLY_STRING };
-
-    lo = reply->element[1];
-    page = reply->element[2];
-    marker = lo->element[0];
-    oldest = lo->elements > 1 ? lo->element[1] : &none;
-
-    if (marker->type != REDIS_REPLY_STRING
-        || oldest->type != REDIS_REPLY_STRING)
-    {
-        return ngx_social_posts_feed_scripted(r, fc);
-    }
-
-    for (n = 0; n < page->elements; n++) {
-        m = page->element[n];
-
-        if (m->type != REDIS_REPLY_STRING) {
-            return ngx_social_posts_feed_scripted(r, fc);
-        }
-
-        if (m->len == marker->len
-            && ngx_strncmp(m->str, marker->str, m->len) == 0)
-        {
-            break;
-        }
-    }
-
-    if (ngx_social_posts_feed_beyond(fc, n, marker, oldest)) {
         ngx_str_null(&fc->gen);
 
-        return ngx_social_posts_feed_query(r, fc,
-                                           NGX_SOCIAL_POSTS_FEED_OLDER,
-                                           &fc->list.max_id,
-                                           fc->list.limit + 1);
+        rc = ngx_social_posts_feed_query(r, fc, NGX_SOCIAL_POSTS_FEED_OLDER,
+                                         &fc->list.max_id,
+                                         fc->list.limit + 1);
+
+    } else {
+        rc = ngx_social_posts_fetch(fc->view, &fc->epoch,
+                                    ngx_social_posts_feed_rescript);
     }
 
-    v = ngx_social_posts_view_create(r, fc->ctx->user_id, n);
-    if (v == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    v->handler = ngx_social_posts_feed_viewed;
-    v->data = fc;
-
-    for (i = 0; i < n; i++) {
-        m = page->element[i];
-        v->ids[i] = ngx_atoof((u_char *) m->str, m->len);
-
-        if (v->ids[i] <= 0) {
-            return ngx_social_posts_feed_scripted(r, fc);
-        }
-    }
-
-    return ngx_social_posts_fetch(v, &fc->epoch,
-                                  ngx_social_posts_feed_rescript);
+    ngx_http_finalize_request(r, rc);
 }
 
 
@@ -585,14 +632,14 @@ ngx_social_posts_feed_remember(redisReply *epoch)
 
 static ngx_int_t
 ngx_social_posts_feed_beyond(ngx_social_posts_feed_ctx_t *fc, ngx_uint_t n,
-    redisReply *marker, redisReply *oldest)
+    ngx_str_t *marker, ngx_str_t *oldest)
 {
     return n <= fc->list.limit
            && marker->len == sizeof(NGX_SOCIAL_POSTS_FEED_CUT) - 1
-           && marker->str[marker->len - 1] == '1'
+           && marker->data[marker->len - 1] == '1'
            && (fc->list.since_id.data == NULL || oldest->len == 0
                || ngx_social_parse_id(&fc->list.since_id)
-                  < ngx_atoof((u_char *) oldest->str, oldest->len));
+                  < ngx_atoof(oldest->data, oldest->len));
 }
 
 
@@ -617,7 +664,12 @@ ngx_social_posts_feed_items(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_social_posts_feed_beyond(fc, n, marker, oldest)) {
+    fc->marker.data = (u_char *) marker->str;
+    fc->marker.len = marker->len;
+    fc->oldest.data = (u_char *) oldest->str;
+    fc->oldest.len = oldest->len;
+
+    if (ngx_social_posts_feed_beyond(fc, n, &fc->marker, &fc->oldest)) {
         ngx_str_null(&fc->gen);
 
         return ngx_social_posts_feed_query(r, fc,
