@@ -1343,7 +1343,8 @@ ngx_social_redis_format(ngx_social_redis_conn_t *conn, ngx_uint_t argc,
     size_t       len;
     ngx_uint_t   i;
 
-    len = 1 + NGX_INT_T_LEN + 2;
+    /* hiredis finds the arguments with strchr(): a NUL after them */
+    len = 1 + NGX_INT_T_LEN + 2 + 1;
 
     for (i = 0; i < argc; i++) {
         len += 1 + NGX_SIZE_T_LEN + 2 + argvlen[i] + 2;
@@ -1370,6 +1371,7 @@ ngx_social_redis_format(ngx_social_redis_conn_t *conn, ngx_uint_t argc,
     }
 
     conn->out.len = p - conn->out.data;
+    *p = '\0';
 
     return NGX_OK;
 }

@@ -205,5 +205,26 @@ subtest 'a cached page without a script: the same page, every write in' => sub {
     });
 };
 
+subtest 'workers that keep few posts, or none' => sub {
+    my $r = new_user('fk');
+    my $a = new_user('fl');
+    api('POST', "/v1/users/$a->{id}/follow", undef, $r->{auth});
+    my @mine = map { post($a, "kept $_ " . ('x' x 100)) } 1 .. 8;
+    api('POST', "/v1/posts/$mine[0]/share", undef, $r->{auth});
+    for my $size (700, 0) {
+        stop_nginx();
+        start_nginx(workers => 2, replace => {
+            'social_posts_local_cache 16m;' =>
+                "social_posts_local_cache $size;" });
+        my ($want) = feed($r);
+        is(scalar @{ $want->{items} }, 9, "$size bytes: nine posts");
+        my $same = 1;
+        for (1 .. 6) {
+            my ($j) = feed($r);
+            $same &&= is_deeply($j, $want, "$size bytes: read $_ the same");
+        }
+    }
+};
+
 stop_nginx();
 done_testing();
