@@ -129,10 +129,12 @@ ngx_social_redis_arena_string(const redisReadTask *task, char *str,
 static void *
 ngx_social_redis_arena_array(const redisReadTask *task, int elements)
 {
+    size_t       size;
     redisReply  *r;
 
-    r = ngx_social_redis_arena_object(task,
-                                      (size_t) elements * sizeof(redisReply *));
+    size = (size_t) elements * sizeof(redisReply *);
+
+    r = ngx_social_redis_arena_object(task, size);
     if (r == NULL) {
         return NULL;
     }
@@ -141,7 +143,7 @@ ngx_social_redis_arena_array(const redisReadTask *task, int elements)
 
     if (elements > 0) {
         r->element = (redisReply **) &r[1];
-        ngx_memzero(r->element, (size_t) elements * sizeof(redisReply *));
+        ngx_memzero(r->element, size);
     }
 
     return r;

@@ -1,9 +1,10 @@
 # The Redis adapter, one request at a time, against the suite's Redis
 # ($TEST_NGINX_REDIS_PORT) through the test module's /t/redis/ routes:
-# binary and empty values, reply types, MULTI/EXEC, EVALSHA with the EVAL
-# fallback, pub/sub without listeners, the handshake (ACL user, database,
-# a refused AUTH), the command timeout, a disabled adapter, a refused port
-# and a connect timeout.  Concurrency and outages are in 031-redis-live.t.
+# binary and empty values, reply types, MULTI/EXEC, pipelines, EVALSHA
+# with the EVAL fallback, pub/sub without listeners, the handshake (ACL
+# user, database, a refused AUTH), the command timeout, a disabled adapter,
+# a refused port and a connect timeout.  Concurrency and outages are in
+# 031-redis-live.t.
 
 use Test::Nginx::Socket 'no_plan';
 use IO::Socket::INET;
@@ -486,3 +487,38 @@ POST /t/redis/cmd
 --- request
 GET /t/redis/status
 --- must_die
+
+
+
+=== TEST 19: a pipeline: every reply in order, errors and nils included
+--- request eval
+[
+'POST /t/redis/pipeline
+{"commands": [["SET", "t030:pipe", 5], ["INCR", "t030:pipe"],
+              ["NOSUCHCOMMAND"], ["GET", "t030:nothing"],
+              ["MGET", "t030:pipe", "t030:nothing"], ["GET", "t030:pipe"]]}',
+'POST /t/redis/pipeline
+{"commands": [["ECHO", ""]]}',
+]
+--- response_body eval
+[
+qr/^\{"replies":\[\{"status":"OK"\},6,\{"error":"ERR unknown command[^}]*\},null,\["6",null\],"6"\]\}$/,
+qq{{"replies":[""]}},
+]
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 20: a pipeline while Redis is away fails fast, as a whole
+--- http_config
+    social_redis_address unix:/nonexistent/t030-redis.sock;
+--- request
+POST /t/redis/pipeline
+{"commands": [["PING"], ["PING"]]}
+--- error_code: 503
+--- response_body_like: "code":"redis_unavailable"
+--- no_error_log
+[alert]
+[crit]

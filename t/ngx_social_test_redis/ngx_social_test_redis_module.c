@@ -3,6 +3,7 @@
  *
  *   POST /t/redis/cmd      {"argv": [...]}              one command
  *   POST /t/redis/multi    {"commands": [[...], ...]}   MULTI ... EXEC
+ *   POST /t/redis/pipeline {"commands": [[...], ...]}   every reply
  *   POST /t/redis/eval     {"keys": [...], "args": [...]}
  *   POST /t/redis/write    the same, the script marked as a write
  *   POST /t/redis/publish  {"channel", "message" | "self": true}
@@ -31,10 +32,20 @@ typedef struct {
 } ngx_social_test_redis_listen_t;
 
 
+typedef struct {
+    ngx_http_request_t           *request;
+    json_t                       *replies;
+} ngx_social_test_redis_pipe_t;
+
+
 static ngx_int_t ngx_social_test_redis_cmd(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
 static ngx_int_t ngx_social_test_redis_multi(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
+static ngx_int_t ngx_social_test_redis_pipeline(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx);
+static ngx_int_t ngx_social_test_redis_commands(ngx_http_request_t *r,
+    ngx_social_ctx_t *ctx, ngx_social_redis_argv_t **cmds, ngx_uint_t *n);
 static ngx_int_t ngx_social_test_redis_write(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
 static ngx_int_t ngx_social_test_redis_run(ngx_http_request_t *r,
@@ -51,6 +62,9 @@ static ngx_int_t ngx_social_test_redis_listen(ngx_http_request_t *r,
     ngx_social_ctx_t *ctx);
 
 static void ngx_social_test_redis_reply_done(redisReply *reply, void *data);
+static void ngx_social_test_redis_each(redisReply *reply, void *data);
+static void ngx_social_test_redis_pipeline_done(redisReply *reply,
+    void *data);
 static void ngx_social_test_redis_eval_done(redisReply *reply, void *data);
 static void ngx_social_test_redis_publish_done(redisReply *reply,
     void *data);
@@ -85,6 +99,8 @@ static ngx_social_route_t  ngx_social_test_redis_routes[] = {
       ngx_social_test_redis_cmd, NGX_SOCIAL_ROUTE_JSON_BODY },
     { NGX_HTTP_POST, ngx_string("/t/redis/multi"),
       ngx_social_test_redis_multi, NGX_SOCIAL_ROUTE_JSON_BODY },
+    { NGX_HTTP_POST, ngx_string("/t/redis/pipeline"),
+      ngx_social_test_redis_pipeline, NGX_SOCIAL_ROUTE_JSON_BODY },
     { NGX_HTTP_POST, ngx_string("/t/redis/eval"),
       ngx_social_test_redis_eval, NGX_SOCIAL_ROUTE_JSON_BODY },
     { NGX_HTTP_POST, ngx_string("/t/redis/write"),
@@ -173,25 +189,78 @@ ngx_social_test_redis_cmd(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 static ngx_int_t
 ngx_social_test_redis_multi(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
 {
-    json_t                   *list;
     ngx_int_t                 rc;
-    ngx_uint_t                i, n;
+    ngx_uint_t                n;
     ngx_social_redis_argv_t  *cmds;
 
-    list = json_object_get(ctx->body, "commands");
-    n = json_array_size(list);
-
-    if (n == 0 || n > NGX_SOCIAL_TEST_REDIS_MAX_ARGS) {
-        return ngx_social_test_redis_invalid(r, "commands: a list of argv");
+    rc = ngx_social_test_redis_commands(r, ctx, &cmds, &n);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
-    cmds = ngx_palloc(r->pool, n * sizeof(ngx_social_redis_argv_t));
-    if (cmds == NULL) {
+    rc = ngx_social_redis_transaction(r, cmds, n,
+                                      ngx_social_test_redis_reply_done, r);
+
+    return ngx_social_test_redis_wait(r, rc);
+}
+
+
+/* the replies as they come, in one array */
+
+static ngx_int_t
+ngx_social_test_redis_pipeline(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
+{
+    ngx_int_t                      rc;
+    ngx_uint_t                     n;
+    ngx_social_redis_argv_t       *cmds;
+    ngx_social_test_redis_pipe_t  *pipe;
+
+    rc = ngx_social_test_redis_commands(r, ctx, &cmds, &n);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    pipe = ngx_palloc(r->pool, sizeof(ngx_social_test_redis_pipe_t));
+    if (pipe == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    for (i = 0; i < n; i++) {
-        if (ngx_social_test_redis_argv(r, json_array_get(list, i), &cmds[i])
+    pipe->request = r;
+    pipe->replies = ngx_social_json_owned(r, json_array());
+    if (pipe->replies == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_social_redis_pipeline(r, cmds, n, ngx_social_test_redis_each,
+                                   ngx_social_test_redis_pipeline_done,
+                                   pipe);
+
+    return ngx_social_test_redis_wait(r, rc);
+}
+
+
+static ngx_int_t
+ngx_social_test_redis_commands(ngx_http_request_t *r, ngx_social_ctx_t *ctx,
+    ngx_social_redis_argv_t **cmds, ngx_uint_t *n)
+{
+    json_t      *list;
+    ngx_uint_t   i;
+
+    list = json_object_get(ctx->body, "commands");
+    *n = json_array_size(list);
+
+    if (*n == 0 || *n > NGX_SOCIAL_TEST_REDIS_MAX_ARGS) {
+        return ngx_social_test_redis_invalid(r, "commands: a list of argv");
+    }
+
+    *cmds = ngx_palloc(r->pool, *n * sizeof(ngx_social_redis_argv_t));
+    if (*cmds == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (i = 0; i < *n; i++) {
+        if (ngx_social_test_redis_argv(r, json_array_get(list, i),
+                                       &(*cmds)[i])
             != NGX_OK)
         {
             return ngx_social_test_redis_invalid(r,
@@ -199,10 +268,7 @@ ngx_social_test_redis_multi(ngx_http_request_t *r, ngx_social_ctx_t *ctx)
         }
     }
 
-    rc = ngx_social_redis_transaction(r, cmds, n,
-                                      ngx_social_test_redis_reply_done, r);
-
-    return ngx_social_test_redis_wait(r, rc);
+    return NGX_OK;
 }
 
 
@@ -442,6 +508,39 @@ ngx_social_test_redis_reply_done(redisReply *reply, void *data)
         ngx_social_send_json(r, NGX_HTTP_OK,
                              json ? json_pack("{s:o}", "reply", json)
                                   : NULL));
+}
+
+
+static void
+ngx_social_test_redis_each(redisReply *reply, void *data)
+{
+    ngx_social_test_redis_pipe_t  *pipe = data;
+
+    json_array_append_new(pipe->replies,
+                          ngx_social_test_redis_json(pipe->request, reply));
+}
+
+
+static void
+ngx_social_test_redis_pipeline_done(redisReply *reply, void *data)
+{
+    ngx_social_test_redis_pipe_t  *pipe = data;
+
+    ngx_http_request_t  *r;
+
+    r = pipe->request;
+
+    if (reply == NULL) {
+        ngx_http_finalize_request(r, ngx_social_test_redis_unavailable(r));
+        return;
+    }
+
+    json_array_append_new(pipe->replies,
+                          ngx_social_test_redis_json(r, reply));
+
+    ngx_http_finalize_request(r,
+        ngx_social_send_json(r, NGX_HTTP_OK,
+                             json_pack("{s:O}", "replies", pipe->replies)));
 }
 
 
