@@ -48,11 +48,11 @@ static void ngx_social_redis_arena_reset(ngx_social_redis_arena_t *arena);
 
 
 static redisReplyObjectFunctions  ngx_social_redis_arena_functions = {
-    ngx_social_redis_arena_string,
-    ngx_social_redis_arena_array,
-    ngx_social_redis_arena_integer,
-    ngx_social_redis_arena_nil,
-    ngx_social_redis_arena_reply_free
+    .createString = ngx_social_redis_arena_string,
+    .createArray = ngx_social_redis_arena_array,
+    .createInteger = ngx_social_redis_arena_integer,
+    .createNil = ngx_social_redis_arena_nil,
+    .freeObject = ngx_social_redis_arena_reply_free
 };
 
 
