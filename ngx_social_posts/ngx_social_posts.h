@@ -215,6 +215,7 @@ struct ngx_social_posts_view_s {
 
 extern ngx_module_t  ngx_social_posts_module;
 extern ngx_str_t     ngx_social_posts_none;
+extern ngx_str_t     ngx_social_posts_epoch;   /* the worker saw last */
 
 
 /* viewing (ngx_social_posts_view.c) */
@@ -222,6 +223,7 @@ ngx_int_t ngx_social_posts_view_init(ngx_conf_t *cf);
 ngx_social_posts_view_t *ngx_social_posts_view_create(ngx_http_request_t *r,
     int64_t viewer, ngx_uint_t n);
 ngx_int_t ngx_social_posts_view(ngx_social_posts_view_t *v);
+void ngx_social_posts_epoch_seen(redisReply *epoch);
 ngx_int_t ngx_social_posts_view_item(ngx_social_posts_view_t *v,
     ngx_uint_t i, redisReply *item);
 ngx_int_t ngx_social_posts_view_epoch(ngx_social_posts_view_t *v,

@@ -47,11 +47,6 @@ typedef struct {
 } ngx_social_posts_feed_ctx_t;
 
 
-/* the cache epoch this worker last saw; len 0: none yet */
-static u_char     ngx_social_posts_feed_epoch_buf[NGX_INT64_LEN];
-static ngx_str_t  ngx_social_posts_feed_epoch;
-
-
 static ngx_int_t ngx_social_posts_feed_page(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc);
 static ngx_int_t ngx_social_posts_feed_range(ngx_http_request_t *r,
@@ -67,7 +62,6 @@ static ngx_int_t ngx_social_posts_feed_rescript(ngx_http_request_t *r,
 static ngx_int_t ngx_social_posts_feed_scripted(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc);
 static void ngx_social_posts_feed_cached(redisReply *reply, void *data);
-static void ngx_social_posts_feed_remember(redisReply *epoch);
 static ngx_int_t ngx_social_posts_feed_beyond(ngx_social_posts_feed_ctx_t *fc,
     ngx_uint_t n, ngx_str_t *marker, ngx_str_t *oldest);
 static ngx_int_t ngx_social_posts_feed_items(ngx_http_request_t *r,
@@ -275,7 +269,7 @@ ngx_social_posts_feed_page(ngx_http_request_t *r,
     p = ngx_sprintf(p, "%ui", fc->list.limit + 1);
     fc->argvlen[3] = p - (u_char *) fc->argv[3];
 
-    if (ngx_social_posts_feed_epoch.len == 0) {
+    if (ngx_social_posts_epoch.len == 0) {
         return ngx_social_posts_feed_scripted(r, fc);
     }
 
@@ -301,16 +295,16 @@ ngx_social_posts_feed_range(ngx_http_request_t *r,
     size_t                    get_len[2], lo_len[4], page_len[7];
 
     key = ngx_pnalloc(r->pool, sizeof("social:feed::")
-                               + 2 * ngx_social_posts_feed_epoch.len
+                               + 2 * ngx_social_posts_epoch.len
                                + fc->params[0].len);
     if (key == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     /* the epoch the keys are read under, kept for the posts' keys */
-    fc->epoch.data = ngx_cpymem(key, ngx_social_posts_feed_epoch.data,
-                                ngx_social_posts_feed_epoch.len);
-    fc->epoch.len = ngx_social_posts_feed_epoch.len;
+    fc->epoch.data = ngx_cpymem(key, ngx_social_posts_epoch.data,
+                                ngx_social_posts_epoch.len);
+    fc->epoch.len = ngx_social_posts_epoch.len;
     key = fc->epoch.data;
     fc->epoch.data -= fc->epoch.len;
 
@@ -602,26 +596,11 @@ ngx_social_posts_feed_cached(redisReply *reply, void *data)
         }
 
     } else {
-        ngx_social_posts_feed_remember(reply->element[1]);
+        ngx_social_posts_epoch_seen(reply->element[1]);
         rc = ngx_social_posts_feed_items(r, fc, reply);
     }
 
     ngx_http_finalize_request(r, rc);
-}
-
-
-/* the epoch the script read under, for the next pages' transactions */
-
-static void
-ngx_social_posts_feed_remember(redisReply *epoch)
-{
-    if (epoch->len > sizeof(ngx_social_posts_feed_epoch_buf)) {
-        return;
-    }
-
-    ngx_memcpy(ngx_social_posts_feed_epoch_buf, epoch->str, epoch->len);
-    ngx_social_posts_feed_epoch.data = ngx_social_posts_feed_epoch_buf;
-    ngx_social_posts_feed_epoch.len = epoch->len;
 }
 
 

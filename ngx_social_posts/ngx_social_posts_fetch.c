@@ -1,19 +1,18 @@
 /*
- * Viewing a page of cached posts with plain commands: one pipeline asks
- * HMGET of every post's hash and MGET of the authors.  What never
- * changes in a post comes from the worker's copy (ngx_social_posts_local.c)
- * and only the rest is asked; a post the worker does not know yet is
- * asked whole, and its author and original in one more round.  A script
- * call per page costs Redis several times as much: each command a script
- * runs goes through Lua and back (docs/PERFORMANCE.md).
+ * Viewing cached posts with plain commands: one pipeline asks HMGET of
+ * every post's hash and MGET of the authors.  What never changes in a
+ * post comes from the worker's copy (ngx_social_posts_local.c) and only
+ * the rest is asked; a post the worker does not know yet is asked whole,
+ * and its author and original in one more round.  A script call per page
+ * costs Redis several times as much: each command a script runs goes
+ * through Lua and back (docs/PERFORMANCE.md).
  *
  * Only hits are served this way.  A post, author or viewer flag not
- * cached, a deleted post, or an epoch that moved: the page is viewed by
- * the fallback instead (the view script, which fills what it misses).
- * Every round reads the epoch last: as an epoch never comes back, one
- * that did not move since the page's ids were read did not move while
- * the round was read either, and no key of an abandoned epoch is
- * believed.
+ * cached, a deleted post, or an epoch that moved: the caller's fallback
+ * views them instead (a script, which fills what it missed).  The keys
+ * are named with an epoch seen earlier, and every round reads the epoch
+ * last: as an epoch never comes back, one still current then was current
+ * all along, and no key of an abandoned epoch is believed.
  */
 
 #include "ngx_social_posts.h"
@@ -135,8 +134,14 @@ ngx_social_posts_fetch(ngx_social_posts_view_t *v, ngx_str_t *epoch,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    f->flags.data = p;
-    f->flags.len = ngx_sprintf(p, "v:%L", v->viewer) - p;
+    if (v->viewer) {
+        f->flags.data = p;
+        f->flags.len = ngx_sprintf(p, "v:%L", v->viewer) - p;
+
+    } else {
+        /* anonymous: no flags; the place asks "d" once more */
+        ngx_str_set(&f->flags, "d");
+    }
 
     for (i = 0; i < v->n; i++) {
         f->posts[i].data.id = v->ids[i];
@@ -488,15 +493,28 @@ ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
     e = reply->element;
 
     if (e[NGX_SOCIAL_POSTS_F_DELETED]->type != REDIS_REPLY_NIL
-        || e[NGX_SOCIAL_POSTS_F_AUTHOR]->type != REDIS_REPLY_STRING
-        || e[NGX_SOCIAL_POSTS_F_FLAGS]->type != REDIS_REPLY_STRING
-        || e[NGX_SOCIAL_POSTS_F_FLAGS]->len != 2)
+        || e[NGX_SOCIAL_POSTS_F_AUTHOR]->type != REDIS_REPLY_STRING)
     {
         return NGX_DECLINED;
     }
 
     pool = f->view->request->pool;
     d = &part->data;
+
+    if (f->view->viewer == 0) {
+        ngx_str_set(&d->flags, "00");
+
+    } else if (e[NGX_SOCIAL_POSTS_F_FLAGS]->type != REDIS_REPLY_STRING
+               || e[NGX_SOCIAL_POSTS_F_FLAGS]->len != 2)
+    {
+        return NGX_DECLINED;
+
+    } else if (ngx_social_posts_reply_str(pool, e[NGX_SOCIAL_POSTS_F_FLAGS],
+                                          &d->flags)
+               != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     if (ngx_social_posts_fetch_counter(pool, e[NGX_SOCIAL_POSTS_F_LIKES],
                                        &d->likes)
@@ -507,9 +525,6 @@ ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
         || ngx_social_posts_fetch_counter(pool,
                                           e[NGX_SOCIAL_POSTS_F_REPLIES],
                                           &d->replies)
-           != NGX_OK
-        || ngx_social_posts_reply_str(pool, e[NGX_SOCIAL_POSTS_F_FLAGS],
-                                      &d->flags)
            != NGX_OK)
     {
         return NGX_ERROR;

@@ -18,6 +18,11 @@
 #include "ngx_social_posts.h"
 
 
+/* the cache epoch this worker last saw; len 0: none yet */
+static u_char  ngx_social_posts_epoch_buf[NGX_INT64_LEN];
+ngx_str_t      ngx_social_posts_epoch;
+
+
 /* fields per post in a hit: t, author, lc, sc, rc, flags, share_of */
 #define NGX_SOCIAL_POSTS_HIT_FIELDS  7
 
@@ -25,6 +30,8 @@
 #define NGX_SOCIAL_POSTS_VIEWERS_MAX "10000"
 
 
+static ngx_int_t ngx_social_posts_view_scripted(ngx_http_request_t *r,
+    ngx_social_posts_view_t *v);
 static void ngx_social_posts_fetched(redisReply *reply, void *data);
 static ngx_int_t ngx_social_posts_hit(ngx_social_posts_view_t *v,
     ngx_uint_t i, redisReply *item);
@@ -211,18 +218,58 @@ ngx_social_posts_view_create(ngx_http_request_t *r, int64_t viewer,
 /*
  * Views v->ids; v->handler is called once with the result, and what it
  * returns is finalized with.  Returns what a route handler returns.
+ * Posts all cached are read with plain commands under the epoch this
+ * worker last saw (ngx_social_posts_fetch.c); anything else by the view
+ * script, which fills what it missed.
  */
 
 ngx_int_t
 ngx_social_posts_view(ngx_social_posts_view_t *v)
 {
-    u_char              *p;
-    ngx_str_t           *s;
-    ngx_uint_t           i;
-    ngx_array_t          args;
-    ngx_http_request_t  *r;
+    ngx_str_t  epoch;
 
-    r = v->request;
+    if (v->n == 0 || ngx_social_posts_epoch.len == 0) {
+        return ngx_social_posts_view_scripted(v->request, v);
+    }
+
+    /* copied: the worker's may move while the request waits */
+    epoch.len = ngx_social_posts_epoch.len;
+    epoch.data = ngx_pstrdup(v->request->pool, &ngx_social_posts_epoch);
+    if (epoch.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_social_posts_fetch(v, &epoch, ngx_social_posts_view_scripted);
+}
+
+
+/* the epoch a script read under: the next reads are keyed by it */
+
+void
+ngx_social_posts_epoch_seen(redisReply *epoch)
+{
+    if (epoch->type != REDIS_REPLY_STRING
+        || epoch->len > sizeof(ngx_social_posts_epoch_buf))
+    {
+        return;
+    }
+
+    ngx_memcpy(ngx_social_posts_epoch_buf, epoch->str, epoch->len);
+    ngx_social_posts_epoch.data = ngx_social_posts_epoch_buf;
+    ngx_social_posts_epoch.len = epoch->len;
+}
+
+
+/* v by the view script */
+
+static ngx_int_t
+ngx_social_posts_view_scripted(ngx_http_request_t *r,
+    ngx_social_posts_view_t *v)
+{
+    u_char       *p;
+    ngx_str_t    *s;
+    ngx_uint_t    i;
+    ngx_array_t   args;
 
     if (ngx_array_init(&args, r->pool, v->n + 1, sizeof(ngx_str_t))
         != NGX_OK)
@@ -288,6 +335,8 @@ ngx_social_posts_fetched(redisReply *reply, void *data)
         ngx_http_finalize_request(r, ngx_social_posts_view_load(v));
         return;
     }
+
+    ngx_social_posts_epoch_seen(reply->element[0]);
 
     for (i = 0; i < v->n; i++) {
         if (ngx_social_posts_view_item(v, i, reply->element[i + 1])

@@ -224,5 +224,50 @@ subtest 'Redis flushed: reads come back from PostgreSQL, the same' => sub {
     is_deeply($a2, $a1, 'the same post');
 };
 
+subtest 'cached posts are read without a script, and follow every write' => sub {
+    my (undef, $p) = post($alice, { text => 'read often' });
+    my (undef, $s) = api('POST', "/v1/posts/$p->{id}/share", undef,
+                         $bob->{auth});
+    my @reads = (
+        [ "/v1/posts/$p->{id}", $bob->{auth} ],
+        [ "/v1/posts/$s->{id}", undef ],
+        [ "/v1/users/$alice->{id}/posts?limit=5", $bob->{auth} ],
+    );
+    my @want = map { (api('GET', $_->[0], undef, $_->[1]))[1] } @reads;
+    for my $r (0 .. $#reads) {
+        my $same = 1;
+        for (1 .. 6) {          # both workers, past their first reads
+            my (undef, $j) = api('GET', $reads[$r][0], undef, $reads[$r][1]);
+            $same &&= is_deeply($j, $want[$r], "$reads[$r][0]: read $_");
+        }
+    }
+    redis_cli('CONFIG', 'RESETSTAT');
+    api('GET', $_->[0], undef, $_->[1]) for @reads, @reads;
+    my $stats = redis_cli('INFO', 'commandstats');
+    unlike($stats, qr/cmdstat_evalsha:/, 'no script ran for six reads');
+    like($stats, qr/cmdstat_hmget:/, 'the posts asked by HMGET');
+
+    api('POST', "/v1/posts/$p->{id}/like", undef, $bob->{auth});
+    my $ok = 1;
+    for (1 .. 4) {
+        my (undef, $j) = api('GET', "/v1/posts/$p->{id}", undef,
+                             $bob->{auth});
+        my (undef, $a) = api('GET', "/v1/posts/$s->{id}");
+        $ok &&= $j->{liked} && $j->{likes_count} == 1 && $j->{shared}
+                && !$a->{share_of}{liked}
+                && $a->{share_of}{likes_count} == 1;
+    }
+    ok($ok, 'a like shows at once, to the viewer and to anyone');
+
+    api('DELETE', "/v1/posts/$p->{id}", undef, $alice->{auth});
+    $ok = 1;
+    for (1 .. 4) {
+        my ($st) = api('GET', "/v1/posts/$p->{id}", undef, $bob->{auth});
+        my ($st2) = api('GET', "/v1/posts/$s->{id}");
+        $ok &&= $st == 404 && $st2 == 404;
+    }
+    ok($ok, 'deleted: 404, and so is its share');
+};
+
 stop_nginx();
 done_testing();
