@@ -54,7 +54,11 @@ static ngx_social_pg_stmt_t  ngx_social_users_me_stmts[] = {
       ngx_string("SELECT password_hash FROM credentials WHERE user_id = $1"),
       1, 0 },
 
-    /* $4: a new password hash, or NULL; $5: the token to keep */
+    /*
+     * $4: a new password hash, or NULL; $5: the token to keep.  The
+     * second of the change, rounded down: tokens issued in it are void
+     * (iat has whole seconds), those of the next ones are not.
+     */
     { ngx_string("users_me_update"),
       ngx_string("WITH c AS (UPDATE credentials SET password_hash = $4, "
                  "updated_at = now(), tokens_valid_after = now(), "
@@ -68,8 +72,8 @@ static ngx_social_pg_stmt_t  ngx_social_users_me_stmts[] = {
                  "display_name = coalesce($2, display_name), "
                  "bio = coalesce($3, bio) WHERE id = $1 RETURNING *) "
                  "SELECT " NGX_SOCIAL_USERS_OWN_VIEW ", "
-                 "(SELECT extract(epoch FROM tokens_valid_after)::bigint "
-                 "FROM c) FROM u"),
+                 "(SELECT floor(extract(epoch FROM tokens_valid_after))"
+                 "::bigint FROM c) FROM u"),
       0, 0 }
 };
 

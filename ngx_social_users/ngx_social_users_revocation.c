@@ -60,7 +60,7 @@ static ngx_social_pg_stmt_t  ngx_social_users_revocation_stmts[] = {
 
     { ngx_string("revocation_marks"),
       ngx_string("SELECT user_id, "
-                 "extract(epoch FROM tokens_valid_after)::bigint, "
+                 "floor(extract(epoch FROM tokens_valid_after))::bigint, "
                  "coalesce(tokens_keep_jti, '') FROM credentials "
                  "WHERE tokens_valid_after > "
                  "now() - make_interval(secs => $1)"),

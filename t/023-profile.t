@@ -8,6 +8,7 @@ use FindBin;
 use lib "$FindBin::Bin/common";
 
 use Test::More;
+use Time::HiRes ();
 use Social::Test;
 
 sub login {
@@ -129,6 +130,43 @@ subtest 'a password change revokes every other token' => sub {
 
     ok(!login($u, 'correct horse'), 'the old password no longer works');
     ok(login($u, 'new password 1'), 'the new one does');
+};
+
+subtest 'a token of the seconds after a change is not void' => sub {
+    my $w = 'pn' . int(rand(1e6));
+    my $wid = register($w);
+    my ($pass, $late, $start) = ('correct horse', 0, 0.15);
+    # a change late in its second (rounded up, the next second was void
+    # too): where in its second a change lands moves with the hashing's
+    # time, so each try starts where the previous one would have landed it
+    for my $try (1 .. 6) {
+        my $now = Time::HiRes::time();
+        Time::HiRes::sleep(int($now) + 1 + $start - $now);
+        my $tok = login($w, $pass);
+        my $next = "password number $try";
+        my ($st) = api('PATCH', '/v1/users/me',
+                       { password => $next, current_password => $pass },
+                       auth($tok));
+        die "change: $st" unless $st == 200;
+        $pass = $next;
+        my $at = psql('SELECT extract(epoch FROM tokens_valid_after) '
+                      . "FROM credentials WHERE user_id = $wid");
+        my $frac = $at - int($at);
+        if ($frac < 0.5 || $frac > 0.9) {
+            $start = $start + 0.7 - $frac;
+            $start -= int($start) if $start >= 1;
+            $start += 1 if $start < 0;
+            next;
+        }
+        $late = 1;
+        $now = Time::HiRes::time();
+        Time::HiRes::sleep(int($at) + 1.02 - $now) if $now < int($at) + 1.02;
+        my $fresh = login($w, $pass);
+        is((api('GET', '/v1/users/me', undef, auth($fresh)))[0], 200,
+           'a login in the next second: its token works');
+        last;
+    }
+    ok($late, 'a change late in its second was made');
 };
 
 stop_nginx();
