@@ -75,8 +75,6 @@ static ngx_int_t ngx_social_posts_feed_store(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc, PGresult *res);
 static ngx_int_t ngx_social_posts_feed_viewed(ngx_http_request_t *r,
     ngx_social_posts_view_t *v);
-static ngx_int_t ngx_social_posts_feed_copy(ngx_http_request_t *r,
-    redisReply *reply, ngx_str_t *s);
 static void ngx_social_posts_feed_stored(redisReply *reply, void *data);
 
 
@@ -291,8 +289,8 @@ ngx_social_posts_feed_range(ngx_http_request_t *r,
     u_char                   *key;
     size_t                    len;
     ngx_social_redis_argv_t   cmds[3];
-    const char               *get[2], *lo[4], *page[7];
-    size_t                    get_len[2], lo_len[4], page_len[7];
+    const char               *lo[4], *page[7];
+    size_t                    lo_len[4], page_len[7];
 
     key = ngx_pnalloc(r->pool, sizeof("social:feed::")
                                + 2 * ngx_social_posts_epoch.len
@@ -335,20 +333,13 @@ ngx_social_posts_feed_range(ngx_http_request_t *r,
     page[6] = fc->argv[3];
     page_len[6] = fc->argvlen[3];
 
-    get[0] = "GET";
-    get_len[0] = 3;
-    get[1] = "social:epoch";
-    get_len[1] = sizeof("social:epoch") - 1;
-
     cmds[0].argc = 4;
     cmds[0].argv = lo;
     cmds[0].argvlen = lo_len;
     cmds[1].argc = 7;
     cmds[1].argv = page;
     cmds[1].argvlen = page_len;
-    cmds[2].argc = 2;
-    cmds[2].argv = get;
-    cmds[2].argvlen = get_len;
+    cmds[2] = ngx_social_posts_epoch_get;
 
     fc->listed = 0;
     fc->outcome = NGX_OK;
@@ -481,11 +472,7 @@ ngx_social_posts_feed_listed(redisReply *reply, void *data)
     }
 
     if (fc->outcome != NGX_OK || fc->listed != 2 || reply == NULL
-        || (reply->type == REDIS_REPLY_NIL
-            ? fc->epoch.len != 1 || fc->epoch.data[0] != '0'
-            : reply->type != REDIS_REPLY_STRING
-              || reply->len != fc->epoch.len
-              || ngx_strncmp(reply->str, fc->epoch.data, reply->len) != 0))
+        || !ngx_social_posts_epoch_is(reply, &fc->epoch))
     {
         /* no cached feed, or a new epoch: the script reads (and the
          * worker remembers) it */
@@ -581,9 +568,11 @@ ngx_social_posts_feed_cached(redisReply *reply, void *data)
 
     } else if (reply->element[0]->integer == 0) {
         /* no cached feed: rebuilt from PostgreSQL, then stored */
-        if (ngx_social_posts_feed_copy(r, reply->element[1], &fc->epoch)
+        if (ngx_social_posts_reply_str(r->pool, reply->element[1],
+                                       &fc->epoch)
                != NGX_OK
-            || ngx_social_posts_feed_copy(r, reply->element[2], &fc->gen)
+            || ngx_social_posts_reply_str(r->pool, reply->element[2],
+                                          &fc->gen)
                != NGX_OK)
         {
             rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -849,22 +838,6 @@ ngx_social_posts_feed_viewed(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t  *fc = v->data;
 
     return ngx_social_posts_send_page(r, v, &fc->list);
-}
-
-
-static ngx_int_t
-ngx_social_posts_feed_copy(ngx_http_request_t *r, redisReply *reply,
-    ngx_str_t *s)
-{
-    s->len = reply->len;
-    s->data = ngx_pnalloc(r->pool, s->len + 1);
-    if (s->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(s->data, reply->str, s->len);
-
-    return NGX_OK;
 }
 
 

@@ -19,8 +19,9 @@
 
 
 /*
- * HMGET fields of a post's hash, in this order: what changes, then what
- * a worker keeps (asked only when it does not have them)
+ * HMGET fields of a post's hash, after the viewer's flags (when there is
+ * a viewer), in this order: what changes, then what a worker keeps
+ * (asked only when it does not have them)
  */
 enum {
     NGX_SOCIAL_POSTS_F_DELETED = 0,
@@ -28,7 +29,6 @@ enum {
     NGX_SOCIAL_POSTS_F_LIKES,
     NGX_SOCIAL_POSTS_F_SHARES,
     NGX_SOCIAL_POSTS_F_REPLIES,
-    NGX_SOCIAL_POSTS_F_FLAGS,
     NGX_SOCIAL_POSTS_NCHANGING,
     NGX_SOCIAL_POSTS_F_TEXT = NGX_SOCIAL_POSTS_NCHANGING,
     NGX_SOCIAL_POSTS_F_SHARE_OF,
@@ -48,7 +48,11 @@ typedef struct {
     ngx_social_posts_view_t    *view;
     ngx_social_posts_viewed_pt  fallback;
     ngx_str_t                   epoch;
-    ngx_str_t                   flags;     /* "v:<viewer>" */
+
+    /* every post's HMGET fields: "v:<viewer>" (if any), then the rest */
+    const char                 *fields[1 + NGX_SOCIAL_POSTS_NFIELDS];
+    size_t                      fields_len[1 + NGX_SOCIAL_POSTS_NFIELDS];
+    ngx_uint_t                  nflags;    /* 1: a viewer, 0: anonymous */
 
     /* the page's posts, then the originals they share */
     ngx_social_posts_part_t    *posts;
@@ -79,6 +83,8 @@ static ngx_int_t ngx_social_posts_fetch_hmget(ngx_social_posts_fetch_t *f,
     ngx_social_posts_part_t *part, ngx_social_redis_argv_t *cmd);
 static ngx_int_t ngx_social_posts_fetch_mget(ngx_social_posts_fetch_t *f,
     ngx_social_redis_argv_t *cmd);
+static ngx_int_t ngx_social_posts_fetch_argv(ngx_social_posts_fetch_t *f,
+    ngx_uint_t argc, ngx_social_redis_argv_t *cmd);
 static void ngx_social_posts_fetch_each(redisReply *reply, void *data);
 static void ngx_social_posts_fetch_got(redisReply *reply, void *data);
 static ngx_int_t ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
@@ -92,7 +98,7 @@ static ngx_int_t ngx_social_posts_fetch_counter(ngx_pool_t *pool,
 
 static ngx_str_t  ngx_social_posts_fetch_fields[] = {
     ngx_string("d"), ngx_string("a"), ngx_string("lc"), ngx_string("sc"),
-    ngx_string("rc"), ngx_null_string, ngx_string("t"), ngx_string("s")
+    ngx_string("rc"), ngx_string("t"), ngx_string("s")
 };
 
 
@@ -111,6 +117,10 @@ ngx_social_posts_fetch(ngx_social_posts_view_t *v, ngx_str_t *epoch,
     ngx_uint_t                 i;
     ngx_pool_t                *pool;
     ngx_social_posts_fetch_t  *f;
+
+    if (v->n == 0) {
+        return v->handler(v->request, v);
+    }
 
     pool = v->request->pool;
 
@@ -134,13 +144,13 @@ ngx_social_posts_fetch(ngx_social_posts_view_t *v, ngx_str_t *epoch,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (v->viewer) {
-        f->flags.data = p;
-        f->flags.len = ngx_sprintf(p, "v:%L", v->viewer) - p;
+    f->fields[0] = (const char *) p;
+    f->fields_len[0] = ngx_sprintf(p, "v:%L", v->viewer) - p;
+    f->nflags = v->viewer ? 1 : 0;
 
-    } else {
-        /* anonymous: no flags; the place asks "d" once more */
-        ngx_str_set(&f->flags, "d");
+    for (i = 0; i < NGX_SOCIAL_POSTS_NFIELDS; i++) {
+        f->fields[1 + i] = (const char *) ngx_social_posts_fetch_fields[i].data;
+        f->fields_len[1 + i] = ngx_social_posts_fetch_fields[i].len;
     }
 
     for (i = 0; i < v->n; i++) {
@@ -159,10 +169,6 @@ ngx_social_posts_fetch(ngx_social_posts_view_t *v, ngx_str_t *epoch,
         if (rc == NGX_DECLINED) {
             return fallback(v->request, v);
         }
-    }
-
-    if (v->n == 0) {
-        return v->handler(v->request, v);
     }
 
     return ngx_social_posts_fetch_round(f);
@@ -254,11 +260,6 @@ ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f)
     ngx_http_request_t       *r;
     ngx_social_redis_argv_t  *cmds;
 
-    static const char        *get_epoch[] = { "GET", "social:epoch" };
-    static const size_t       get_epoch_len[] = {
-        sizeof("GET") - 1, sizeof("social:epoch") - 1
-    };
-
     r = f->view->request;
 
     f->posts_from = f->posts_to;
@@ -291,10 +292,7 @@ ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f)
         }
     }
 
-    cmds[n].argc = 2;
-    cmds[n].argv = get_epoch;
-    cmds[n].argvlen = get_epoch_len;
-    n++;
+    cmds[n++] = ngx_social_posts_epoch_get;
 
     r->main->count++;
 
@@ -314,23 +312,23 @@ static ngx_int_t
 ngx_social_posts_fetch_hmget(ngx_social_posts_fetch_t *f,
     ngx_social_posts_part_t *part, ngx_social_redis_argv_t *cmd)
 {
-    u_char       *p;
-    size_t       *lens;
-    ngx_uint_t    i, n;
-    ngx_pool_t   *pool;
-    const char  **argv;
+    u_char      *p;
+    size_t      *lens;
+    ngx_uint_t   n;
+    const char **argv;
 
-    pool = f->view->request->pool;
-    n = part->local ? NGX_SOCIAL_POSTS_NCHANGING : NGX_SOCIAL_POSTS_NFIELDS;
+    n = f->nflags + (part->local ? NGX_SOCIAL_POSTS_NCHANGING
+                                 : NGX_SOCIAL_POSTS_NFIELDS);
 
-    argv = ngx_palloc(pool, (2 + NGX_SOCIAL_POSTS_NFIELDS) * sizeof(char *));
-    lens = ngx_palloc(pool, (2 + NGX_SOCIAL_POSTS_NFIELDS) * sizeof(size_t));
-    p = ngx_pnalloc(pool, sizeof("social:post::") + f->epoch.len
-                          + NGX_INT64_LEN);
+    p = ngx_pnalloc(f->view->request->pool,
+                    sizeof("social:post::") + f->epoch.len + NGX_INT64_LEN);
 
-    if (argv == NULL || lens == NULL || p == NULL) {
+    if (p == NULL || ngx_social_posts_fetch_argv(f, 2 + n, cmd) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    argv = (const char **) cmd->argv;
+    lens = (size_t *) cmd->argvlen;
 
     argv[0] = "HMGET";
     lens[0] = sizeof("HMGET") - 1;
@@ -339,20 +337,8 @@ ngx_social_posts_fetch_hmget(ngx_social_posts_fetch_t *f,
                           part->data.id)
               - p;
 
-    for (i = 0; i < n; i++) {
-        if (i == NGX_SOCIAL_POSTS_F_FLAGS) {
-            argv[2 + i] = (const char *) f->flags.data;
-            lens[2 + i] = f->flags.len;
-
-        } else {
-            argv[2 + i] = (const char *) ngx_social_posts_fetch_fields[i].data;
-            lens[2 + i] = ngx_social_posts_fetch_fields[i].len;
-        }
-    }
-
-    cmd->argc = 2 + n;
-    cmd->argv = argv;
-    cmd->argvlen = lens;
+    ngx_memcpy(&argv[2], &f->fields[1 - f->nflags], n * sizeof(char *));
+    ngx_memcpy(&lens[2], &f->fields_len[1 - f->nflags], n * sizeof(size_t));
 
     return NGX_OK;
 }
@@ -365,19 +351,19 @@ ngx_social_posts_fetch_mget(ngx_social_posts_fetch_t *f,
     u_char       *p;
     size_t       *lens;
     ngx_uint_t    i, n;
-    ngx_pool_t   *pool;
     const char  **argv;
 
-    pool = f->view->request->pool;
     n = f->authors_to - f->authors_from;
 
-    argv = ngx_palloc(pool, (1 + n) * sizeof(char *));
-    lens = ngx_palloc(pool, (1 + n) * sizeof(size_t));
-    p = ngx_pnalloc(pool, n * (sizeof("social:author:") + NGX_INT64_LEN));
+    p = ngx_pnalloc(f->view->request->pool,
+                    n * (sizeof("social:author:") + NGX_INT64_LEN));
 
-    if (argv == NULL || lens == NULL || p == NULL) {
+    if (p == NULL || ngx_social_posts_fetch_argv(f, 1 + n, cmd) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    argv = (const char **) cmd->argv;
+    lens = (size_t *) cmd->argvlen;
 
     argv[0] = "MGET";
     lens[0] = sizeof("MGET") - 1;
@@ -389,11 +375,23 @@ ngx_social_posts_fetch_mget(ngx_social_posts_fetch_t *f,
         lens[1 + i] = p - (u_char *) argv[1 + i];
     }
 
-    cmd->argc = 1 + n;
-    cmd->argv = argv;
-    cmd->argvlen = lens;
-
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_social_posts_fetch_argv(ngx_social_posts_fetch_t *f, ngx_uint_t argc,
+    ngx_social_redis_argv_t *cmd)
+{
+    ngx_pool_t  *pool;
+
+    pool = f->view->request->pool;
+
+    cmd->argc = argc;
+    cmd->argv = ngx_palloc(pool, argc * sizeof(char *));
+    cmd->argvlen = ngx_palloc(pool, argc * sizeof(size_t));
+
+    return (cmd->argv == NULL || cmd->argvlen == NULL) ? NGX_ERROR : NGX_OK;
 }
 
 
@@ -440,12 +438,7 @@ ngx_social_posts_fetch_got(redisReply *reply, void *data)
         && (reply == NULL
             || f->replied != f->posts_to - f->posts_from
                              + (f->authors_from < f->authors_to ? 1 : 0)
-            || (reply->type == REDIS_REPLY_NIL
-                ? f->epoch.len != 1 || f->epoch.data[0] != '0'
-                : reply->type != REDIS_REPLY_STRING
-                  || reply->len != f->epoch.len
-                  || ngx_strncmp(reply->str, f->epoch.data, reply->len)
-                     != 0)))
+            || !ngx_social_posts_epoch_is(reply, &f->epoch)))
     {
         rc = NGX_DECLINED;
     }
@@ -480,17 +473,19 @@ ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
 {
     int64_t                   author;
     ngx_pool_t               *pool;
-    redisReply              **e;
+    redisReply              **e, *flags;
     ngx_social_posts_data_t  *d;
 
     if (reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != (part->local ? NGX_SOCIAL_POSTS_NCHANGING
-                                           : NGX_SOCIAL_POSTS_NFIELDS))
+        || reply->elements
+           != f->nflags + (part->local ? NGX_SOCIAL_POSTS_NCHANGING
+                                       : NGX_SOCIAL_POSTS_NFIELDS))
     {
         return NGX_DECLINED;
     }
 
-    e = reply->element;
+    flags = reply->element[0];
+    e = &reply->element[f->nflags];
 
     if (e[NGX_SOCIAL_POSTS_F_DELETED]->type != REDIS_REPLY_NIL
         || e[NGX_SOCIAL_POSTS_F_AUTHOR]->type != REDIS_REPLY_STRING)
@@ -501,18 +496,13 @@ ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
     pool = f->view->request->pool;
     d = &part->data;
 
-    if (f->view->viewer == 0) {
+    if (f->nflags == 0) {
         ngx_str_set(&d->flags, "00");
 
-    } else if (e[NGX_SOCIAL_POSTS_F_FLAGS]->type != REDIS_REPLY_STRING
-               || e[NGX_SOCIAL_POSTS_F_FLAGS]->len != 2)
-    {
+    } else if (flags->type != REDIS_REPLY_STRING || flags->len != 2) {
         return NGX_DECLINED;
 
-    } else if (ngx_social_posts_reply_str(pool, e[NGX_SOCIAL_POSTS_F_FLAGS],
-                                          &d->flags)
-               != NGX_OK)
-    {
+    } else if (ngx_social_posts_reply_str(pool, flags, &d->flags) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -22,6 +22,18 @@
 static u_char  ngx_social_posts_epoch_buf[NGX_INT64_LEN];
 ngx_str_t      ngx_social_posts_epoch;
 
+static const char    *ngx_social_posts_epoch_argv[] = {
+    "GET", "social:epoch"
+};
+static const size_t   ngx_social_posts_epoch_argvlen[] = {
+    sizeof("GET") - 1, sizeof("social:epoch") - 1
+};
+
+/* the last command of a pipeline read under an epoch */
+ngx_social_redis_argv_t  ngx_social_posts_epoch_get = {
+    2, ngx_social_posts_epoch_argv, ngx_social_posts_epoch_argvlen
+};
+
 
 /* fields per post in a hit: t, author, lc, sc, rc, flags, share_of */
 #define NGX_SOCIAL_POSTS_HIT_FIELDS  7
@@ -257,6 +269,20 @@ ngx_social_posts_epoch_seen(redisReply *epoch)
     ngx_memcpy(ngx_social_posts_epoch_buf, epoch->str, epoch->len);
     ngx_social_posts_epoch.data = ngx_social_posts_epoch_buf;
     ngx_social_posts_epoch.len = epoch->len;
+}
+
+
+/* GET social:epoch answered epoch (a missing key is epoch "0") */
+
+ngx_uint_t
+ngx_social_posts_epoch_is(redisReply *reply, ngx_str_t *epoch)
+{
+    if (reply->type == REDIS_REPLY_NIL) {
+        return epoch->len == 1 && epoch->data[0] == '0';
+    }
+
+    return reply->type == REDIS_REPLY_STRING && reply->len == epoch->len
+           && ngx_strncmp(reply->str, epoch->data, epoch->len) == 0;
 }
 
 

@@ -246,6 +246,8 @@ subtest 'cached posts are read without a script, and follow every write' => sub 
     my $stats = redis_cli('INFO', 'commandstats');
     unlike($stats, qr/cmdstat_evalsha:/, 'no script ran for six reads');
     like($stats, qr/cmdstat_hmget:/, 'the posts asked by HMGET');
+    like($stats, qr/cmdstat_get:calls=6,/,
+         'one round trip each: what never changes from the workers\' copies');
 
     api('POST', "/v1/posts/$p->{id}/like", undef, $bob->{auth});
     my $ok = 1;

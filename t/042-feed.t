@@ -169,6 +169,9 @@ subtest 'a cached page without a script: the same page, every write in' => sub {
     unlike($stats, qr/cmdstat_evalsha:/, 'no script ran for four pages');
     like($stats, qr/cmdstat_hmget:calls=(1[6-9]|[2-9]\d)/,
          'each post asked by HMGET');
+    like($stats, qr/cmdstat_get:calls=8,/,
+         'two round trips a page (the ids, then the posts): what never '
+         . 'changes came from the workers\' copies');
 
     my $seen = sub {
         my ($what, $check) = @_;
