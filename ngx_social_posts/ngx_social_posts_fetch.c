@@ -149,7 +149,8 @@ ngx_social_posts_fetch(ngx_social_posts_view_t *v, ngx_str_t *epoch,
     f->nflags = v->viewer ? 1 : 0;
 
     for (i = 0; i < NGX_SOCIAL_POSTS_NFIELDS; i++) {
-        f->fields[1 + i] = (const char *) ngx_social_posts_fetch_fields[i].data;
+        f->fields[1 + i] =
+                          (const char *) ngx_social_posts_fetch_fields[i].data;
         f->fields_len[1 + i] = ngx_social_posts_fetch_fields[i].len;
     }
 

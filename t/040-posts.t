@@ -224,7 +224,7 @@ subtest 'Redis flushed: reads come back from PostgreSQL, the same' => sub {
     is_deeply($a2, $a1, 'the same post');
 };
 
-subtest 'cached posts are read without a script, and follow every write' => sub {
+subtest 'cached posts: read without a script, following every write' => sub {
     my (undef, $p) = post($alice, { text => 'read often' });
     my (undef, $s) = api('POST', "/v1/posts/$p->{id}/share", undef,
                          $bob->{auth});

@@ -137,7 +137,7 @@ subtest 'a large account fans out after the answer' => sub {
     is_deeply([map { ids($_)->[0] } @fans], [($p) x 5], 'that post');
 };
 
-subtest 'a cached page without a script: the same page, every write in' => sub {
+subtest 'a cached page without a script: the same, every write in' => sub {
     my $r = new_user('fx');
     my $a = new_user('fy');
     my $b = new_user('fz');
