@@ -33,6 +33,8 @@
 #define NGX_SOCIAL_POSTS_LUA_SAME_EPOCH(n)                                   \
     NGX_SOCIAL_POSTS_LUA_EPOCH "if EP ~= " n " then return 0 end "
 #define NGX_SOCIAL_POSTS_LUA_POST_KEY(id)  "'social:post:' .. E .. " id
+#define NGX_SOCIAL_POSTS_LUA_STATE_KEY(id) "'social:postc:' .. E .. " id
+#define NGX_SOCIAL_POSTS_LUA_FLAGS_KEY(v)  "('social:flags:' .. E .. " v ")"
 #define NGX_SOCIAL_POSTS_LUA_FEED_KEY(id)  "'social:feed:' .. E .. " id
 
 /* a cached post, and a cached author, how long (s) */
@@ -166,7 +168,8 @@ struct ngx_social_posts_view_s {
 #define NGX_SOCIAL_POSTS_LUA_VIEW                                            \
     NGX_SOCIAL_POSTS_LUA_EPOCH                                               \
     "local viewer = ARGV[1] "                                                \
-    "local vf = viewer ~= '' and ('v:' .. viewer) or 'd' "                   \
+    "local fk = viewer ~= '' and "                                           \
+    NGX_SOCIAL_POSTS_LUA_FLAGS_KEY("viewer") " "                             \
     "local authors = {} "                                                    \
     "local function miss(m, kind, id, g) "                                   \
     "  m[#m + 1] = kind "                                                    \
@@ -174,26 +177,31 @@ struct ngx_social_posts_view_s {
     "  m[#m + 1] = redis.call('GET', g .. id) or '0' "                       \
     "end "                                                                   \
     "local function post(id, m) "                                            \
+    "  local c = redis.call('GET', " NGX_SOCIAL_POSTS_LUA_STATE_KEY("id")     \
+    ") "                                                                     \
+    "  if c == 'd' then return 0 end "                                       \
     "  local h = redis.call('HMGET', " NGX_SOCIAL_POSTS_LUA_POST_KEY("id")    \
-    ", 'd', 't', 'a', 'lc', 'sc', 'rc', vf, 's') "                           \
-    "  if h[1] then return 0 end "                                           \
-    "  if not h[2] then "                                                    \
+    ", 't', 'a', 's') "                                                      \
+    "  local lc, sc, rc "                                                    \
+    "  if c then "                                                           \
+    "    lc, sc, rc = string.match(c, '^(%d+) (%d+) (%d+) %d+$') "           \
+    "  end "                                                                 \
+    "  if not (lc and h[1] and h[2]) then "                                  \
     "    miss(m, 'p', id, 'social:postgen:') "                               \
     "    return nil "                                                        \
     "  end "                                                                 \
-    "  local a = authors[h[3]] "                                             \
+    "  local a = authors[h[2]] "                                             \
     "  if not a then "                                                       \
-    "    a = redis.call('GET', 'social:author:' .. h[3]) "                   \
-    "    if a then authors[h[3]] = a "                                       \
-    "    else miss(m, 'a', h[3], 'social:ugen:') end "                       \
+    "    a = redis.call('GET', 'social:author:' .. h[2]) "                   \
+    "    if a then authors[h[2]] = a "                                       \
+    "    else miss(m, 'a', h[2], 'social:ugen:') end "                       \
     "  end "                                                                 \
     "  local f = '00' "                                                      \
-    "  if viewer ~= '' then "                                                \
-    "    f = h[7] "                                                          \
+    "  if fk then "                                                          \
+    "    f = redis.call('HGET', fk, id) "                                    \
     "    if not f then miss(m, 'v', id, 'social:postgen:') end "             \
     "  end "                                                                 \
-    "  return {h[2], a or '', h[4] or '0', h[5] or '0', h[6] or '0', "       \
-    "          f or '', h[8] or ''} "                                        \
+    "  return {h[1], a or '', lc, sc, rc, f or '', h[3] or ''} "             \
     "end "                                                                   \
     "local function item(id) "                                               \
     "  local m = {} "                                                        \

@@ -548,10 +548,15 @@ ngx_social_posts_deleted(ngx_http_request_t *r,
         return;
     }
 
+    /*
+     * a deleted share changes its author's flags on the original: dropped,
+     * to be read again
+     */
     for (i = 0; i < 3; i++) {
         if (dc->change[i][0].data != NULL) {
             ngx_social_posts_answer_hold(a,
-                ngx_social_posts_changed(r, dc->change[i], 0,
+                ngx_social_posts_changed(r, dc->change[i],
+                                         i == 2 ? ctx->user_id : 0,
                                          &ngx_social_posts_none,
                                          ngx_social_posts_answer_synced, a));
         }

@@ -1,8 +1,9 @@
 /*
- * Viewing cached posts with plain commands: one pipeline asks HMGET of
- * every post's hash and MGET of the authors.  What never changes in a
- * post comes from the worker's copy (ngx_social_posts_local.c) and only
- * the rest is asked; a post the worker does not know yet is asked whole,
+ * Viewing cached posts with plain commands, in one pipeline: MGET of the
+ * posts' changing state (counters, or deleted), HMGET of the viewer's
+ * flags for them, MGET of the authors.  What never changes in a post
+ * comes from the worker's copy (ngx_social_posts_local.c); a post the
+ * worker does not know yet is asked for by one more HMGET of its hash,
  * and its author and original in one more round.  A script call per page
  * costs Redis several times as much: each command a script runs goes
  * through Lua and back (docs/PERFORMANCE.md).
@@ -18,19 +19,16 @@
 #include "ngx_social_posts.h"
 
 
-/*
- * HMGET fields of a post's hash, after the viewer's flags (when there is
- * a viewer), in this order: what changes, then what a worker keeps
- * (asked only when it does not have them)
- */
+/* what a command of a round asked, by its reply's place */
+#define NGX_SOCIAL_POSTS_ASK_STATES   0
+#define NGX_SOCIAL_POSTS_ASK_FLAGS    1
+#define NGX_SOCIAL_POSTS_ASK_AUTHORS  2
+#define NGX_SOCIAL_POSTS_ASK_POST     3    /* + the post's index */
+
+/* the fields of a post's hash, in the order asked */
 enum {
-    NGX_SOCIAL_POSTS_F_DELETED = 0,
+    NGX_SOCIAL_POSTS_F_TEXT = 0,
     NGX_SOCIAL_POSTS_F_AUTHOR,
-    NGX_SOCIAL_POSTS_F_LIKES,
-    NGX_SOCIAL_POSTS_F_SHARES,
-    NGX_SOCIAL_POSTS_F_REPLIES,
-    NGX_SOCIAL_POSTS_NCHANGING,
-    NGX_SOCIAL_POSTS_F_TEXT = NGX_SOCIAL_POSTS_NCHANGING,
     NGX_SOCIAL_POSTS_F_SHARE_OF,
     NGX_SOCIAL_POSTS_NFIELDS
 };
@@ -41,6 +39,8 @@ typedef struct {
     int64_t                     author;
     int64_t                     share_of;
     ngx_uint_t                  local;     /* the lasting parts known */
+    ngx_str_t                   key;       /* its state's key */
+    ngx_str_t                   id;        /* in the key */
 } ngx_social_posts_part_t;
 
 
@@ -48,11 +48,7 @@ typedef struct {
     ngx_social_posts_view_t    *view;
     ngx_social_posts_viewed_pt  fallback;
     ngx_str_t                   epoch;
-
-    /* every post's HMGET fields: "v:<viewer>" (if any), then the rest */
-    const char                 *fields[1 + NGX_SOCIAL_POSTS_NFIELDS];
-    size_t                      fields_len[1 + NGX_SOCIAL_POSTS_NFIELDS];
-    ngx_uint_t                  nflags;    /* 1: a viewer, 0: anonymous */
+    ngx_str_t                   flags_key; /* len 0: anonymous */
 
     /* the page's posts, then the originals they share */
     ngx_social_posts_part_t    *posts;
@@ -67,6 +63,8 @@ typedef struct {
     ngx_uint_t                  posts_to;
     ngx_uint_t                  authors_from;
     ngx_uint_t                  authors_to;
+    ngx_uint_t                 *asked;     /* per reply but the last */
+    ngx_uint_t                  nasked;
     ngx_uint_t                  replied;   /* replies of the round so far */
     ngx_int_t                   outcome;   /* NGX_OK: every one a hit */
 } ngx_social_posts_fetch_t;
@@ -79,27 +77,31 @@ static ngx_int_t ngx_social_posts_fetch_known(ngx_social_posts_fetch_t *f,
 static void ngx_social_posts_fetch_author(ngx_social_posts_fetch_t *f,
     int64_t id);
 static ngx_int_t ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f);
-static ngx_int_t ngx_social_posts_fetch_hmget(ngx_social_posts_fetch_t *f,
+static ngx_int_t ngx_social_posts_fetch_keys(ngx_social_posts_fetch_t *f,
+    ngx_uint_t ask, ngx_social_redis_argv_t *cmd);
+static ngx_int_t ngx_social_posts_fetch_hash(ngx_social_posts_fetch_t *f,
     ngx_social_posts_part_t *part, ngx_social_redis_argv_t *cmd);
-static ngx_int_t ngx_social_posts_fetch_mget(ngx_social_posts_fetch_t *f,
-    ngx_social_redis_argv_t *cmd);
+static ngx_int_t ngx_social_posts_fetch_authors_get(
+    ngx_social_posts_fetch_t *f, ngx_social_redis_argv_t *cmd);
 static ngx_int_t ngx_social_posts_fetch_argv(ngx_social_posts_fetch_t *f,
     ngx_uint_t argc, ngx_social_redis_argv_t *cmd);
 static void ngx_social_posts_fetch_each(redisReply *reply, void *data);
 static void ngx_social_posts_fetch_got(redisReply *reply, void *data);
+static ngx_int_t ngx_social_posts_fetch_states(ngx_social_posts_fetch_t *f,
+    redisReply *reply);
+static ngx_int_t ngx_social_posts_fetch_state(ngx_pool_t *pool,
+    ngx_social_posts_data_t *d, redisReply *state);
+static ngx_int_t ngx_social_posts_fetch_flags(ngx_social_posts_fetch_t *f,
+    redisReply *reply);
 static ngx_int_t ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
     ngx_social_posts_part_t *part, redisReply *reply);
 static ngx_int_t ngx_social_posts_fetch_authors(ngx_social_posts_fetch_t *f,
     redisReply *reply);
 static ngx_int_t ngx_social_posts_fetch_done(ngx_social_posts_fetch_t *f);
-static ngx_int_t ngx_social_posts_fetch_counter(ngx_pool_t *pool,
-    redisReply *reply, ngx_str_t *s);
 
 
-static ngx_str_t  ngx_social_posts_fetch_fields[] = {
-    ngx_string("d"), ngx_string("a"), ngx_string("lc"), ngx_string("sc"),
-    ngx_string("rc"), ngx_string("t"), ngx_string("s")
-};
+static const char  *ngx_social_posts_fetch_fields[] = { "t", "a", "s" };
+static const size_t ngx_social_posts_fetch_fields_len[] = { 1, 1, 1 };
 
 
 /*
@@ -136,22 +138,25 @@ ngx_social_posts_fetch(ngx_social_posts_view_t *v, ngx_str_t *epoch,
     f->posts = ngx_pcalloc(pool, 2 * v->n * sizeof(ngx_social_posts_part_t));
     f->authors = ngx_palloc(pool, 2 * v->n * sizeof(int64_t));
     f->author_json = ngx_pcalloc(pool, 2 * v->n * sizeof(ngx_str_t));
-    p = ngx_pnalloc(pool, sizeof("v:") + NGX_INT64_LEN);
+    f->asked = ngx_palloc(pool, (2 * v->n + 3) * sizeof(ngx_uint_t));
 
     if (f->posts == NULL || f->authors == NULL || f->author_json == NULL
-        || p == NULL)
+        || f->asked == NULL)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    f->fields[0] = (const char *) p;
-    f->fields_len[0] = ngx_sprintf(p, "v:%L", v->viewer) - p;
-    f->nflags = v->viewer ? 1 : 0;
+    if (v->viewer) {
+        p = ngx_pnalloc(pool, sizeof("social:flags::") - 1 + epoch->len
+                              + NGX_INT64_LEN);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
 
-    for (i = 0; i < NGX_SOCIAL_POSTS_NFIELDS; i++) {
-        f->fields[1 + i] =
-                          (const char *) ngx_social_posts_fetch_fields[i].data;
-        f->fields_len[1 + i] = ngx_social_posts_fetch_fields[i].len;
+        f->flags_key.data = p;
+        f->flags_key.len = ngx_sprintf(p, "social:flags:%V:%L", epoch,
+                                       v->viewer)
+                           - p;
     }
 
     for (i = 0; i < v->n; i++) {
@@ -196,8 +201,9 @@ ngx_social_posts_fetch_add(ngx_social_posts_fetch_t *f, int64_t id)
 
 
 /*
- * What the worker keeps of a post to ask for, and its original then.
- * NGX_DECLINED: an original that is a share itself (never viewed so).
+ * A post to ask for: its state's key, and what the worker keeps of it,
+ * with its original then.  NGX_DECLINED: an original that is a share
+ * itself (never viewed so).
  */
 
 static ngx_int_t
@@ -205,7 +211,23 @@ ngx_social_posts_fetch_known(ngx_social_posts_fetch_t *f,
     ngx_social_posts_part_t *part)
 {
     u_char                    *p;
+    ngx_pool_t                *pool;
     ngx_social_posts_local_t  *local;
+
+    pool = f->view->request->pool;
+
+    p = ngx_pnalloc(pool, sizeof("social:postc::") - 1 + f->epoch.len
+                          + NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    part->key.data = p;
+    p = ngx_sprintf(p, "social:postc:%V:", &f->epoch);
+    part->id.data = p;
+    p = ngx_sprintf(p, "%L", part->data.id);
+    part->id.len = p - part->id.data;
+    part->key.len = p - part->key.data;
 
     local = ngx_social_posts_local_get(part->data.id);
     if (local == NULL) {
@@ -217,7 +239,7 @@ ngx_social_posts_fetch_known(ngx_social_posts_fetch_t *f,
     }
 
     /* copied: the worker's copy may go while the request waits */
-    p = ngx_pnalloc(f->view->request->pool, local->text.len);
+    p = ngx_pnalloc(pool, local->text.len);
     if (p == NULL) {
         return NGX_ERROR;
     }
@@ -252,7 +274,11 @@ ngx_social_posts_fetch_author(ngx_social_posts_fetch_t *f, int64_t id)
 }
 
 
-/* one pipeline: the posts not asked yet, the authors, then the epoch */
+/*
+ * One pipeline: the states of the posts not asked yet, the viewer's flags
+ * for them, the hashes of those the worker does not know, the authors not
+ * asked yet, then the epoch
+ */
 
 static ngx_int_t
 ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f)
@@ -271,7 +297,7 @@ ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f)
     f->outcome = NGX_OK;
 
     cmds = ngx_palloc(r->pool,
-                      (f->posts_to - f->posts_from + 2)
+                      (f->posts_to - f->posts_from + 4)
                       * sizeof(ngx_social_redis_argv_t));
     if (cmds == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -279,20 +305,54 @@ ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f)
 
     n = 0;
 
+    if (f->posts_from < f->posts_to) {
+        f->asked[n] = NGX_SOCIAL_POSTS_ASK_STATES;
+
+        if (ngx_social_posts_fetch_keys(f, f->asked[n], &cmds[n]) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        n++;
+
+        if (f->flags_key.len) {
+            f->asked[n] = NGX_SOCIAL_POSTS_ASK_FLAGS;
+
+            if (ngx_social_posts_fetch_keys(f, f->asked[n], &cmds[n])
+                != NGX_OK)
+            {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            n++;
+        }
+    }
+
     for (i = f->posts_from; i < f->posts_to; i++) {
-        if (ngx_social_posts_fetch_hmget(f, &f->posts[i], &cmds[n++])
-            != NGX_OK)
+        if (f->posts[i].local) {
+            continue;
+        }
+
+        f->asked[n] = NGX_SOCIAL_POSTS_ASK_POST + i;
+
+        if (ngx_social_posts_fetch_hash(f, &f->posts[i], &cmds[n]) != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        n++;
     }
 
     if (f->authors_from < f->authors_to) {
-        if (ngx_social_posts_fetch_mget(f, &cmds[n++]) != NGX_OK) {
+        f->asked[n] = NGX_SOCIAL_POSTS_ASK_AUTHORS;
+
+        if (ngx_social_posts_fetch_authors_get(f, &cmds[n]) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
+
+        n++;
     }
 
+    f->nasked = n;
     cmds[n++] = ngx_social_posts_epoch_get;
 
     r->main->count++;
@@ -309,22 +369,73 @@ ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f)
 }
 
 
+/* MGET of the round's posts' states, or HMGET of the viewer's flags */
+
 static ngx_int_t
-ngx_social_posts_fetch_hmget(ngx_social_posts_fetch_t *f,
+ngx_social_posts_fetch_keys(ngx_social_posts_fetch_t *f, ngx_uint_t ask,
+    ngx_social_redis_argv_t *cmd)
+{
+    size_t                   *lens;
+    ngx_uint_t                i, n, k;
+    const char              **argv;
+    ngx_social_posts_part_t  *part;
+
+    n = f->posts_to - f->posts_from;
+    k = (ask == NGX_SOCIAL_POSTS_ASK_FLAGS) ? 2 : 1;
+
+    if (ngx_social_posts_fetch_argv(f, k + n, cmd) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    argv = (const char **) cmd->argv;
+    lens = (size_t *) cmd->argvlen;
+
+    if (k == 2) {
+        argv[0] = "HMGET";
+        lens[0] = sizeof("HMGET") - 1;
+        argv[1] = (const char *) f->flags_key.data;
+        lens[1] = f->flags_key.len;
+
+    } else {
+        argv[0] = "MGET";
+        lens[0] = sizeof("MGET") - 1;
+    }
+
+    for (i = 0; i < n; i++) {
+        part = &f->posts[f->posts_from + i];
+
+        if (k == 2) {
+            argv[k + i] = (const char *) part->id.data;
+            lens[k + i] = part->id.len;
+
+        } else {
+            argv[k + i] = (const char *) part->key.data;
+            lens[k + i] = part->key.len;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* HMGET of a post's lasting parts, for a post the worker does not know */
+
+static ngx_int_t
+ngx_social_posts_fetch_hash(ngx_social_posts_fetch_t *f,
     ngx_social_posts_part_t *part, ngx_social_redis_argv_t *cmd)
 {
-    u_char      *p;
-    size_t      *lens;
-    ngx_uint_t   n;
-    const char **argv;
-
-    n = f->nflags + (part->local ? NGX_SOCIAL_POSTS_NCHANGING
-                                 : NGX_SOCIAL_POSTS_NFIELDS);
+    u_char       *p;
+    size_t       *lens;
+    const char  **argv;
 
     p = ngx_pnalloc(f->view->request->pool,
-                    sizeof("social:post::") + f->epoch.len + NGX_INT64_LEN);
+                    sizeof("social:post::") - 1 + f->epoch.len
+                    + NGX_INT64_LEN);
 
-    if (p == NULL || ngx_social_posts_fetch_argv(f, 2 + n, cmd) != NGX_OK) {
+    if (p == NULL
+        || ngx_social_posts_fetch_argv(f, 2 + NGX_SOCIAL_POSTS_NFIELDS, cmd)
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -334,19 +445,19 @@ ngx_social_posts_fetch_hmget(ngx_social_posts_fetch_t *f,
     argv[0] = "HMGET";
     lens[0] = sizeof("HMGET") - 1;
     argv[1] = (const char *) p;
-    lens[1] = ngx_sprintf(p, "social:post:%V:%L", &f->epoch,
-                          part->data.id)
-              - p;
+    lens[1] = ngx_sprintf(p, "social:post:%V:%V", &f->epoch, &part->id) - p;
 
-    ngx_memcpy(&argv[2], &f->fields[1 - f->nflags], n * sizeof(char *));
-    ngx_memcpy(&lens[2], &f->fields_len[1 - f->nflags], n * sizeof(size_t));
+    ngx_memcpy(&argv[2], ngx_social_posts_fetch_fields,
+               sizeof(ngx_social_posts_fetch_fields));
+    ngx_memcpy(&lens[2], ngx_social_posts_fetch_fields_len,
+               sizeof(ngx_social_posts_fetch_fields_len));
 
     return NGX_OK;
 }
 
 
 static ngx_int_t
-ngx_social_posts_fetch_mget(ngx_social_posts_fetch_t *f,
+ngx_social_posts_fetch_authors_get(ngx_social_posts_fetch_t *f,
     ngx_social_redis_argv_t *cmd)
 {
     u_char       *p;
@@ -396,28 +507,44 @@ ngx_social_posts_fetch_argv(ngx_social_posts_fetch_t *f, ngx_uint_t argc,
 }
 
 
-/* a reply of the round before its last: a post's HMGET, or the MGET */
+/* a reply of the round before its last */
 
 static void
 ngx_social_posts_fetch_each(redisReply *reply, void *data)
 {
     ngx_social_posts_fetch_t  *f = data;
 
-    ngx_uint_t  i;
+    ngx_uint_t  ask;
 
-    i = f->replied++;
+    if (f->replied >= f->nasked) {
+        f->outcome = NGX_DECLINED;
+        return;
+    }
+
+    ask = f->asked[f->replied++];
 
     if (f->outcome != NGX_OK) {
         return;
     }
 
-    if (i < f->posts_to - f->posts_from) {
-        f->outcome = ngx_social_posts_fetch_post(f,
-                                                 &f->posts[f->posts_from + i],
-                                                 reply);
+    switch (ask) {
 
-    } else {
+    case NGX_SOCIAL_POSTS_ASK_STATES:
+        f->outcome = ngx_social_posts_fetch_states(f, reply);
+        break;
+
+    case NGX_SOCIAL_POSTS_ASK_FLAGS:
+        f->outcome = ngx_social_posts_fetch_flags(f, reply);
+        break;
+
+    case NGX_SOCIAL_POSTS_ASK_AUTHORS:
         f->outcome = ngx_social_posts_fetch_authors(f, reply);
+        break;
+
+    default:
+        f->outcome = ngx_social_posts_fetch_post(f,
+                                 &f->posts[ask - NGX_SOCIAL_POSTS_ASK_POST],
+                                 reply);
     }
 }
 
@@ -436,9 +563,7 @@ ngx_social_posts_fetch_got(redisReply *reply, void *data)
     rc = f->outcome;
 
     if (rc == NGX_OK
-        && (reply == NULL
-            || f->replied != f->posts_to - f->posts_from
-                             + (f->authors_from < f->authors_to ? 1 : 0)
+        && (reply == NULL || f->replied != f->nasked
             || !ngx_social_posts_epoch_is(reply, &f->epoch)))
     {
         rc = NGX_DECLINED;
@@ -464,79 +589,151 @@ ngx_social_posts_fetch_got(redisReply *reply, void *data)
 
 
 /*
- * A post's HMGET: NGX_OK a hit (its author and original to ask next, if
- * they were not known), NGX_DECLINED not a hit, NGX_ERROR no memory.
+ * The replies' outcomes: NGX_OK every one a hit, NGX_DECLINED not,
+ * NGX_ERROR no memory
+ */
+
+static ngx_int_t
+ngx_social_posts_fetch_states(ngx_social_posts_fetch_t *f, redisReply *reply)
+{
+    ngx_int_t   rc;
+    ngx_uint_t  i, n;
+
+    n = f->posts_to - f->posts_from;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < n; i++) {
+        rc = ngx_social_posts_fetch_state(f->view->request->pool,
+                                          &f->posts[f->posts_from + i].data,
+                                          reply->element[i]);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (f->flags_key.len == 0) {
+        for (i = f->posts_from; i < f->posts_to; i++) {
+            ngx_str_set(&f->posts[i].data.flags, "00");
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* "<likes> <shares> <replies> <version>"; "d" (deleted) is no hit */
+
+static ngx_int_t
+ngx_social_posts_fetch_state(ngx_pool_t *pool, ngx_social_posts_data_t *d,
+    redisReply *state)
+{
+    u_char     *p, *last;
+    ngx_str_t   s, *counter[3];
+    ngx_uint_t  i;
+
+    if (state->type != REDIS_REPLY_STRING || state->len < 7) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_social_posts_reply_str(pool, state, &s) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    counter[0] = &d->likes;
+    counter[1] = &d->shares;
+    counter[2] = &d->replies;
+
+    p = s.data;
+    last = s.data + s.len;
+
+    for (i = 0; i < 3; i++) {
+        counter[i]->data = p;
+
+        while (p < last && *p >= '0' && *p <= '9') {
+            p++;
+        }
+
+        counter[i]->len = p - counter[i]->data;
+
+        if (counter[i]->len == 0 || p == last || *p++ != ' ') {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_social_posts_fetch_flags(ngx_social_posts_fetch_t *f, redisReply *reply)
+{
+    ngx_uint_t   i, n;
+    redisReply  *e;
+
+    n = f->posts_to - f->posts_from;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < n; i++) {
+        e = reply->element[i];
+
+        if (e->type != REDIS_REPLY_STRING || e->len != 2) {
+            return NGX_DECLINED;
+        }
+
+        if (ngx_social_posts_reply_str(f->view->request->pool, e,
+                                       &f->posts[f->posts_from + i]
+                                        .data.flags)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The lasting parts of a post the worker did not know: its author and
+ * original to ask next
  */
 
 static ngx_int_t
 ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
     ngx_social_posts_part_t *part, redisReply *reply)
 {
-    int64_t                   author;
-    ngx_pool_t               *pool;
-    redisReply              **e, *flags;
-    ngx_social_posts_data_t  *d;
+    int64_t       author;
+    redisReply  **e;
 
     if (reply->type != REDIS_REPLY_ARRAY
-        || reply->elements
-           != f->nflags + (part->local ? NGX_SOCIAL_POSTS_NCHANGING
-                                       : NGX_SOCIAL_POSTS_NFIELDS))
+        || reply->elements != NGX_SOCIAL_POSTS_NFIELDS)
     {
         return NGX_DECLINED;
     }
 
-    flags = reply->element[0];
-    e = &reply->element[f->nflags];
+    e = reply->element;
 
-    if (e[NGX_SOCIAL_POSTS_F_DELETED]->type != REDIS_REPLY_NIL
+    if (e[NGX_SOCIAL_POSTS_F_TEXT]->type != REDIS_REPLY_STRING
         || e[NGX_SOCIAL_POSTS_F_AUTHOR]->type != REDIS_REPLY_STRING)
     {
         return NGX_DECLINED;
     }
 
-    pool = f->view->request->pool;
-    d = &part->data;
-
-    if (f->nflags == 0) {
-        ngx_str_set(&d->flags, "00");
-
-    } else if (flags->type != REDIS_REPLY_STRING || flags->len != 2) {
-        return NGX_DECLINED;
-
-    } else if (ngx_social_posts_reply_str(pool, flags, &d->flags) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_social_posts_fetch_counter(pool, e[NGX_SOCIAL_POSTS_F_LIKES],
-                                       &d->likes)
-           != NGX_OK
-        || ngx_social_posts_fetch_counter(pool, e[NGX_SOCIAL_POSTS_F_SHARES],
-                                          &d->shares)
-           != NGX_OK
-        || ngx_social_posts_fetch_counter(pool,
-                                          e[NGX_SOCIAL_POSTS_F_REPLIES],
-                                          &d->replies)
-           != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
     author = ngx_atoof((u_char *) e[NGX_SOCIAL_POSTS_F_AUTHOR]->str,
                        e[NGX_SOCIAL_POSTS_F_AUTHOR]->len);
-
-    if (part->local) {
-        return author == part->author ? NGX_OK : NGX_DECLINED;
-    }
-
-    /* not known to the worker: the lasting parts came too */
-
-    if (author <= 0 || e[NGX_SOCIAL_POSTS_F_TEXT]->type != REDIS_REPLY_STRING)
-    {
+    if (author <= 0) {
         return NGX_DECLINED;
     }
 
-    if (ngx_social_posts_reply_str(pool, e[NGX_SOCIAL_POSTS_F_TEXT],
-                                   &d->text)
+    if (ngx_social_posts_reply_str(f->view->request->pool,
+                                   e[NGX_SOCIAL_POSTS_F_TEXT],
+                                   &part->data.text)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -554,7 +751,8 @@ ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
         }
     }
 
-    ngx_social_posts_local_put(d->id, author, part->share_of, &d->text);
+    ngx_social_posts_local_put(part->data.id, author, part->share_of,
+                               &part->data.text);
     ngx_social_posts_fetch_author(f, author);
 
     return part->share_of ? ngx_social_posts_fetch_add(f, part->share_of)
@@ -633,19 +831,4 @@ ngx_social_posts_fetch_done(ngx_social_posts_fetch_t *f)
     }
 
     return v->handler(v->request, v);
-}
-
-
-/* a cached counter; one never set is 0 (as the view script answers) */
-
-static ngx_int_t
-ngx_social_posts_fetch_counter(ngx_pool_t *pool, redisReply *reply,
-    ngx_str_t *s)
-{
-    if (reply->type == REDIS_REPLY_NIL) {
-        ngx_str_set(s, "0");
-        return NGX_OK;
-    }
-
-    return ngx_social_posts_reply_str(pool, reply, s);
 }

@@ -1,18 +1,25 @@
 /*
  * Viewing posts: a batch of ids becomes Post objects for one viewer.
  *
- * Redis holds, per post, a hash "social:post:<id>": the parts that never
- * change (the text fragment, the author's id, the share_of id), the
- * counters with the version that set them, a tombstone "d" once deleted,
- * and per viewer the flags "v:<viewer>" (liked, shared).  Authors are
- * "social:author:<id>".  One script call views the whole batch; what it
- * misses is read from PostgreSQL in one query and filled back.
+ * Redis holds, per post, a hash "social:post:<id>" of the parts that
+ * never change (the text fragment "t", the author's id "a", the share_of
+ * id "s") and a string "social:postc:<id>" of what changes: the counters
+ * and the version that set them, "<lc> <sc> <rc> <version>", or "d" once
+ * deleted.  Each viewer's flags (liked, shared: "00".."11") are a hash
+ * "social:flags:<viewer>" by post id, and authors "social:author:<id>"
+ * (every key but the authors' carries the cache epoch).  A page's
+ * changing state is thus one MGET and one HMGET.  One script call views
+ * a batch that is not all cached; what it misses is read from
+ * PostgreSQL in one query and filled back.
  *
  * Exactness: every write of a post bumps its generation
  * ("social:postgen:<id>") after the commit and before the answer, and
  * updates the cached counters only with a newer version; a reader fills
  * only if the generation it saw before asking PostgreSQL did not move.
  * A cached post therefore never shows less than an acknowledged write.
+ * A viewer's flag is set by a write of that viewer only with counters
+ * newer than the cached ones, and dropped by any other write of that
+ * viewer (one that cannot tell its order), so it is never stale either.
  */
 
 #include "ngx_social_posts.h"
@@ -38,8 +45,8 @@ ngx_social_redis_argv_t  ngx_social_posts_epoch_get = {
 /* fields per post in a hit: t, author, lc, sc, rc, flags, share_of */
 #define NGX_SOCIAL_POSTS_HIT_FIELDS  7
 
-/* viewer flags cached in one post's hash, at most */
-#define NGX_SOCIAL_POSTS_VIEWERS_MAX "10000"
+/* flags cached for one viewer, at most */
+#define NGX_SOCIAL_POSTS_FLAGS_MAX   "10000"
 
 
 static ngx_int_t ngx_social_posts_view_scripted(ngx_http_request_t *r,
@@ -86,43 +93,45 @@ static ngx_social_redis_script_t  ngx_social_posts_view_script = {
 static ngx_social_redis_script_t  ngx_social_posts_fill_script = {
     ngx_string(
         NGX_SOCIAL_POSTS_LUA_SAME_EPOCH("ARGV[2]")
-        "local vf = 'v:' .. ARGV[1] "
+        "local fk = " NGX_SOCIAL_POSTS_LUA_FLAGS_KEY("ARGV[1]") " "
         "local i = 3 "
         "while i <= #ARGV do "
         "  local kind, id, gen = ARGV[i], ARGV[i + 1], ARGV[i + 2] "
-        "  local k = " NGX_SOCIAL_POSTS_LUA_POST_KEY("id") " "
         "  local same = (redis.call('GET', (kind == 'a' and 'social:ugen:' "
         "                or 'social:postgen:') .. id) or '0') == gen "
-        "  if kind == 'p' then "
-        "    if same and ARGV[i + 10] == '1' then "
+        "  if same and kind == 'p' then "
+        "    local k = " NGX_SOCIAL_POSTS_LUA_POST_KEY("id") " "
+        "    local ck = " NGX_SOCIAL_POSTS_LUA_STATE_KEY("id") " "
+        "    local c = redis.call('GET', ck) or ' -1' "
+        "    if ARGV[i + 10] == '1' then "
+        "      redis.call('SET', ck, 'd', 'EX', " NGX_SOCIAL_POSTS_TTL ") "
         "      redis.call('DEL', k) "
-        "      redis.call('HSET', k, 'd', '1') "
-        "      redis.call('EXPIRE', k, " NGX_SOCIAL_POSTS_TTL ") "
-        "    elseif same then "
-        "      local ver = tonumber(redis.call('HGET', k, 'ver') or '-1') "
-        "      if ver < tonumber(ARGV[i + 9]) then "
+        "    elseif c ~= 'd' then "
+        "      if tonumber(string.match(c, ' (%-?%d+)$')) "
+        "         < tonumber(ARGV[i + 9]) then "
+        "        redis.call('SET', ck, ARGV[i + 6] .. ' ' .. ARGV[i + 7] "
+        "                   .. ' ' .. ARGV[i + 8] .. ' ' .. ARGV[i + 9], "
+        "                   'EX', " NGX_SOCIAL_POSTS_TTL ") "
+        "      end "
+        "      if redis.call('EXISTS', k) == 0 then "
         "        redis.call('HSET', k, 't', ARGV[i + 3], 'a', ARGV[i + 4], "
-        "                   's', ARGV[i + 5], 'lc', ARGV[i + 6], "
-        "                   'sc', ARGV[i + 7], 'rc', ARGV[i + 8], "
-        "                   'ver', ARGV[i + 9]) "
-        "        if ver < 0 then "
-        "          redis.call('EXPIRE', k, " NGX_SOCIAL_POSTS_TTL ") "
-        "        end "
+        "                   's', ARGV[i + 5]) "
+        "        redis.call('EXPIRE', k, " NGX_SOCIAL_POSTS_TTL ") "
         "      end "
         "    end "
-        "    i = i + 11 "
-        "  else "
-        "    if same and kind == 'a' then "
-        "      redis.call('SET', 'social:author:' .. id, ARGV[i + 3], "
-        "                 'EX', " NGX_SOCIAL_POSTS_AUTHOR_TTL ") "
-        "    elseif same then "
-        "      local n = redis.call('HLEN', k) "
-        "      if n > 1 and n < " NGX_SOCIAL_POSTS_VIEWERS_MAX " then "
-        "        redis.call('HSETNX', k, vf, ARGV[i + 3]) "
+        "  elseif same and kind == 'a' then "
+        "    redis.call('SET', 'social:author:' .. id, ARGV[i + 3], "
+        "               'EX', " NGX_SOCIAL_POSTS_AUTHOR_TTL ") "
+        "  elseif same then "
+        "    local n = redis.call('HLEN', fk) "
+        "    if n < " NGX_SOCIAL_POSTS_FLAGS_MAX " then "
+        "      redis.call('HSETNX', fk, id, ARGV[i + 3]) "
+        "      if n == 0 then "
+        "        redis.call('EXPIRE', fk, " NGX_SOCIAL_POSTS_TTL ") "
         "      end "
         "    end "
-        "    i = i + 4 "
         "  end "
+        "  i = i + (kind == 'p' and 11 or 4) "
         "end "
         "return 1"),
     { 0 }, 0
@@ -139,26 +148,27 @@ static ngx_social_redis_script_t  ngx_social_posts_changed_script = {
     ngx_string(
         NGX_SOCIAL_POSTS_LUA_EPOCH
         "local k = " NGX_SOCIAL_POSTS_LUA_POST_KEY("ARGV[1]") " "
+        "local ck = " NGX_SOCIAL_POSTS_LUA_STATE_KEY("ARGV[1]") " "
         "local g = 'social:postgen:' .. ARGV[1] "
         "redis.call('INCR', g) "
         "redis.call('PEXPIRE', g, " NGX_SOCIAL_CACHE_GEN_TTL ") "
         "if ARGV[6] == '1' then "
+        "  redis.call('SET', ck, 'd', 'EX', " NGX_SOCIAL_POSTS_TTL ") "
         "  redis.call('DEL', k) "
-        "  redis.call('HSET', k, 'd', '1') "
-        "  redis.call('EXPIRE', k, " NGX_SOCIAL_POSTS_TTL ") "
         "  return 1 "
         "end "
-        "local ver = redis.call('HGET', k, 'ver') "
-        "if not ver then return 0 end "
-        "if tonumber(ver) < tonumber(ARGV[2]) then "
-        "  redis.call('HSET', k, 'lc', ARGV[3], 'sc', ARGV[4], "
-        "             'rc', ARGV[5], 'ver', ARGV[2]) "
-        "  if ARGV[7] ~= '' then "
-        "    redis.call('HSET', k, 'v:' .. ARGV[7], ARGV[8]) "
+        "local fk = ARGV[7] ~= '' and "
+        NGX_SOCIAL_POSTS_LUA_FLAGS_KEY("ARGV[7]") " "
+        "local ver = string.match(redis.call('GET', ck) or '', ' (%d+)$') "
+        "if ver and tonumber(ver) < tonumber(ARGV[2]) then "
+        "  redis.call('SET', ck, ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5] "
+        "             .. ' ' .. ARGV[2], 'KEEPTTL') "
+        "  if fk and ARGV[8] ~= '' and redis.call('EXISTS', fk) == 1 then "
+        "    redis.call('HSET', fk, ARGV[1], ARGV[8]) "
+        "    return 0 "
         "  end "
-        "elseif ARGV[7] ~= '' then "
-        "  redis.call('HDEL', k, 'v:' .. ARGV[7]) "
         "end "
+        "if fk then redis.call('HDEL', fk, ARGV[1]) end "
         "return 0"),
     { 0 }, 1
 };
@@ -841,8 +851,10 @@ ngx_social_posts_cached(redisReply *reply, void *data)
 
 /*
  * A write changed a post: change holds the columns of
- * NGX_SOCIAL_POSTS_CHANGE; viewer's flags are now flags (viewer 0: none
- * known).  As ngx_social_redis_eval() for r, handler and data.
+ * NGX_SOCIAL_POSTS_CHANGE; the viewer whose flags it changed (0: none)
+ * has them now as flags, or unknown when flags is empty: they are then
+ * dropped, to be read again.  As ngx_social_redis_eval() for r, handler
+ * and data.
  */
 
 ngx_int_t

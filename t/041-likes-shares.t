@@ -143,6 +143,26 @@ subtest 'shares: a post with share_of, once per user' => sub {
     is(get($p->{id})->{shares_count}, 10, 'ten concurrent sharers: 10');
 };
 
+subtest 'a share deleted as a post: the original not shared any more' => sub {
+    my $p = post($author, 'shared, then not');
+    api('POST', "/v1/posts/$p->{id}/like", undef, $fan->{auth});
+    my (undef, $s) = api('POST', "/v1/posts/$p->{id}/share", undef,
+                         $fan->{auth});
+    my $ok = 1;
+    $ok &&= get($p->{id}, $fan)->{shared} for 1 .. 4;   # cached, both workers
+    ok($ok, 'shared, on every read');
+    is((api('DELETE', "/v1/posts/$s->{id}", undef, $fan->{auth}))[0], 204,
+       'the share deleted by DELETE /v1/posts/{id}');
+    my @reads = map { get($p->{id}, $fan) } 1 .. 4;
+    is_deeply([map { [@$_{qw(shared liked shares_count likes_count)}] }
+               @reads],
+              [([JSON::PP::false, JSON::PP::true, 0, 1]) x 4],
+              'not shared, still liked, on every read');
+    ($ok) = api('POST', "/v1/posts/$p->{id}/share", undef, $fan->{auth});
+    is($ok, 201, 'shared again: a new share');
+    ok(get($p->{id}, $fan)->{shared}, 'shared again');
+};
+
 subtest 'a deleted post takes its shares and likes with it' => sub {
     my $p = post($author, 'short-lived');
     my (undef, $s) = api('POST', "/v1/posts/$p->{id}/share", undef,
