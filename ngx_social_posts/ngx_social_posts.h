@@ -260,16 +260,33 @@ typedef struct {
     ngx_str_t                   text;      /* "text":..,"created_at":.. */
 } ngx_social_posts_local_t;
 
+/* the ids of a feed page as a worker last read them */
+typedef struct {
+    ngx_uint_t                  n;
+    int64_t                    *ids;
+} ngx_social_posts_local_page_t;
+
 /* the worker's copies of them (ngx_social_posts_local.c) */
 void ngx_social_posts_local_init(size_t max);
 ngx_social_posts_local_t *ngx_social_posts_local_get(int64_t id);
 void ngx_social_posts_local_put(int64_t id, int64_t author,
     int64_t share_of, ngx_str_t *text);
+ngx_social_posts_local_page_t *ngx_social_posts_local_page_get(
+    ngx_str_t *name);
+void ngx_social_posts_local_page_put(ngx_str_t *name, int64_t *ids,
+    ngx_uint_t n);
 void ngx_social_posts_local_exit(void);
 
 /* viewing cached posts without a script (ngx_social_posts_fetch.c) */
+typedef struct ngx_social_posts_fetch_s  ngx_social_posts_fetch_t;
+
 ngx_int_t ngx_social_posts_fetch(ngx_social_posts_view_t *v,
     ngx_str_t *epoch, ngx_social_posts_viewed_pt fallback);
+ngx_int_t ngx_social_posts_fetch_prepare(ngx_social_posts_view_t *v,
+    ngx_str_t *epoch, ngx_social_posts_viewed_pt fallback,
+    ngx_social_posts_fetch_t **fp, ngx_array_t *cmds);
+void ngx_social_posts_fetch_each(redisReply *reply, void *data);
+void ngx_social_posts_fetch_got(redisReply *reply, void *data);
 
 /* posts (ngx_social_posts_create.c) */
 ngx_int_t ngx_social_posts_create_init(ngx_conf_t *cf);

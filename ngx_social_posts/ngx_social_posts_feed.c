@@ -14,9 +14,12 @@
  *
  * A page is listed in one pipeline of plain commands under the epoch
  * this worker last saw, and its posts viewed with plain commands too
- * (ngx_social_posts_fetch.c); the feed script, which views the posts in
- * the same call, serves what that cannot: a feed or a post not cached, a
- * deleted post, a new epoch.
+ * (ngx_social_posts_fetch.c): in the same pipeline when the worker read
+ * the same page before and its ids did not change (the ids it read last
+ * are a guess, believed only once the listing is the same), or in a
+ * second.  The feed script, which views the posts in the same call,
+ * serves what that cannot: a feed or a post not cached, a deleted post,
+ * a new epoch.
  *
  * New posts go into cached feeds by fan-out on write
  * (ngx_social_posts_fanout.c).
@@ -40,10 +43,16 @@ typedef struct {
 
     /* the page as listed without the script */
     ngx_uint_t                  listed;    /* replies so far */
+    ngx_uint_t                  listing;   /* its commands: 1 or 2 */
     ngx_int_t                   outcome;   /* NGX_OK: as expected */
     ngx_str_t                   marker;
     ngx_str_t                   oldest;
     ngx_social_posts_view_t    *view;
+
+    /* the page's posts asked with its ids, as the worker last read it */
+    ngx_str_t                   name;
+    ngx_social_posts_view_t    *guess;
+    ngx_social_posts_fetch_t   *fetch;
 } ngx_social_posts_feed_ctx_t;
 
 
@@ -51,12 +60,16 @@ static ngx_int_t ngx_social_posts_feed_page(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc);
 static ngx_int_t ngx_social_posts_feed_range(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc);
+static ngx_int_t ngx_social_posts_feed_guess(ngx_http_request_t *r,
+    ngx_social_posts_feed_ctx_t *fc, ngx_array_t *cmds);
 static void ngx_social_posts_feed_listing(redisReply *reply, void *data);
 static ngx_int_t ngx_social_posts_feed_ends(ngx_social_posts_feed_ctx_t *fc,
     redisReply *reply);
 static ngx_int_t ngx_social_posts_feed_members(
     ngx_social_posts_feed_ctx_t *fc, redisReply *reply);
 static void ngx_social_posts_feed_listed(redisReply *reply, void *data);
+static ngx_uint_t ngx_social_posts_feed_guessed(
+    ngx_social_posts_feed_ctx_t *fc);
 static ngx_int_t ngx_social_posts_feed_rescript(ngx_http_request_t *r,
     ngx_social_posts_view_t *v);
 static ngx_int_t ngx_social_posts_feed_scripted(ngx_http_request_t *r,
@@ -277,27 +290,48 @@ ngx_social_posts_feed_page(ngx_http_request_t *r,
 
 /*
  * One pipeline: the feed's marker and oldest member, the page's members
- * (ZREVRANGEBYLEX, down to the marker at most), then the epoch: as an
- * epoch never comes back, the one the keys were named with and still
- * current at the end was current all along.
+ * (ZREVRANGEBYLEX, down to the marker at most), the posts of the page as
+ * this worker last read it, then the epoch: as an epoch never comes back,
+ * the one the keys were named with and still current at the end was
+ * current all along.  Those posts are the page's if its members are the
+ * same; otherwise they are asked again, in a second round trip.
  */
 
 static ngx_int_t
 ngx_social_posts_feed_range(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc)
 {
-    u_char                   *key;
+    u_char                   *key, *p;
     size_t                    len;
-    ngx_social_redis_argv_t   cmds[3];
+    ngx_int_t                 rc;
+    ngx_array_t               cmds;
+    ngx_social_redis_argv_t  *cmd;
     const char               *lo[4], *page[7];
     size_t                    lo_len[4], page_len[7];
 
     key = ngx_pnalloc(r->pool, sizeof("social:feed::")
                                + 2 * ngx_social_posts_epoch.len
                                + fc->params[0].len);
-    if (key == NULL) {
+    p = ngx_pnalloc(r->pool, fc->params[0].len + 3 + fc->argvlen[1]
+                             + fc->argvlen[2] + fc->argvlen[3]);
+
+    if (key == NULL || p == NULL
+        || ngx_array_init(&cmds, r->pool, 32, sizeof(ngx_social_redis_argv_t))
+           != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    /* the page's name: the user and the page's arguments */
+    fc->name.data = p;
+    p = ngx_cpymem(p, fc->params[0].data, fc->params[0].len);
+    *p++ = ' ';
+    p = ngx_cpymem(p, fc->argv[1], fc->argvlen[1]);
+    *p++ = ' ';
+    p = ngx_cpymem(p, fc->argv[2], fc->argvlen[2]);
+    *p++ = ' ';
+    p = ngx_cpymem(p, fc->argv[3], fc->argvlen[3]);
+    fc->name.len = p - fc->name.data;
 
     /* the epoch the keys are read under, kept for the posts' keys */
     fc->epoch.data = ngx_cpymem(key, ngx_social_posts_epoch.data,
@@ -333,20 +367,41 @@ ngx_social_posts_feed_range(ngx_http_request_t *r,
     page[6] = fc->argv[3];
     page_len[6] = fc->argvlen[3];
 
-    cmds[0].argc = 4;
-    cmds[0].argv = lo;
-    cmds[0].argvlen = lo_len;
-    cmds[1].argc = 7;
-    cmds[1].argv = page;
-    cmds[1].argvlen = page_len;
-    cmds[2] = ngx_social_posts_epoch_get;
+    /*
+     * the marker and the oldest member matter only to a page that may end
+     * above the marker (since_id); any other lists the marker if it
+     * reaches it
+     */
+    fc->listing = fc->list.since_id.data ? 2 : 1;
+
+    cmd = ngx_array_push_n(&cmds, fc->listing);
+    if (cmd == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (fc->listing == 2) {
+        cmd->argc = 4;
+        cmd->argv = lo;
+        cmd->argvlen = lo_len;
+        cmd++;
+    }
+
+    cmd->argc = 7;
+    cmd->argv = page;
+    cmd->argvlen = page_len;
+
+    rc = ngx_social_posts_feed_guess(r, fc, &cmds);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     fc->listed = 0;
     fc->outcome = NGX_OK;
 
     r->main->count++;
 
-    if (ngx_social_redis_pipeline(r, cmds, 3, ngx_social_posts_feed_listing,
+    if (ngx_social_redis_pipeline(r, cmds.elts, cmds.nelts,
+                                  ngx_social_posts_feed_listing,
                                   ngx_social_posts_feed_listed, fc)
         != NGX_OK)
     {
@@ -358,6 +413,58 @@ ngx_social_posts_feed_range(ngx_http_request_t *r,
 }
 
 
+/*
+ * The commands after the listing's: those of the posts of the page as
+ * the worker last read it, if it did, and the epoch's GET
+ */
+
+static ngx_int_t
+ngx_social_posts_feed_guess(ngx_http_request_t *r,
+    ngx_social_posts_feed_ctx_t *fc, ngx_array_t *cmds)
+{
+    ngx_int_t                       rc;
+    ngx_social_redis_argv_t        *cmd;
+    ngx_social_posts_view_t        *v;
+    ngx_social_posts_local_page_t  *page;
+
+    page = ngx_social_posts_local_page_get(&fc->name);
+
+    if (page != NULL && page->n > 0) {
+        v = ngx_social_posts_view_create(r, fc->ctx->user_id, page->n);
+        if (v == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        v->handler = ngx_social_posts_feed_viewed;
+        v->data = fc;
+        ngx_memcpy(v->ids, page->ids, page->n * sizeof(int64_t));
+
+        rc = ngx_social_posts_fetch_prepare(v, &fc->epoch,
+                                            ngx_social_posts_feed_rescript,
+                                            &fc->fetch, cmds);
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_OK) {
+            fc->guess = v;
+            return NGX_OK;
+        }
+
+        fc->fetch = NULL;
+    }
+
+    cmd = ngx_array_push(cmds);
+    if (cmd == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    *cmd = ngx_social_posts_epoch_get;
+
+    return NGX_OK;
+}
+
+
 /* the marker and the oldest member, then the page's members */
 
 static void
@@ -365,13 +472,21 @@ ngx_social_posts_feed_listing(redisReply *reply, void *data)
 {
     ngx_social_posts_feed_ctx_t  *fc = data;
 
-    if (fc->outcome != NGX_OK) {
+    if (fc->listed == fc->listing) {
+        if (fc->fetch) {
+            ngx_social_posts_fetch_each(reply, fc->fetch);
+        }
+
         return;
     }
 
-    fc->outcome = (fc->listed++ == 0) ? ngx_social_posts_feed_ends(fc, reply)
-                                      : ngx_social_posts_feed_members(fc,
-                                                                      reply);
+    if (fc->outcome == NGX_OK) {
+        fc->outcome = (fc->listed + 1 < fc->listing)
+                      ? ngx_social_posts_feed_ends(fc, reply)
+                      : ngx_social_posts_feed_members(fc, reply);
+    }
+
+    fc->listed++;
 }
 
 
@@ -434,6 +549,20 @@ ngx_social_posts_feed_members(ngx_social_posts_feed_ctx_t *fc,
             return NGX_DECLINED;
         }
 
+        if (fc->listing == 1 && m->len == NGX_SOCIAL_POSTS_ID_WIDTH
+            && ngx_strncmp(m->str, NGX_SOCIAL_POSTS_FEED_WHOLE,
+                           NGX_SOCIAL_POSTS_ID_WIDTH - 1)
+               == 0)
+        {
+            /* listed without ZRANGE: the marker is the lowest member */
+            if (ngx_social_posts_reply_str(fc->ctx->request->pool, m,
+                                           &fc->marker)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
         if (m->len == fc->marker.len
             && ngx_strncmp(m->str, fc->marker.data, m->len) == 0)
         {
@@ -445,6 +574,11 @@ ngx_social_posts_feed_members(ngx_social_posts_feed_ctx_t *fc,
         if (v->ids[n] <= 0) {
             return NGX_DECLINED;
         }
+    }
+
+    /* neither the marker nor a whole page: no cached feed */
+    if (fc->marker.len == 0 && n <= fc->list.limit) {
+        return NGX_DECLINED;
     }
 
     v->n = n;
@@ -471,7 +605,7 @@ ngx_social_posts_feed_listed(redisReply *reply, void *data)
         return;
     }
 
-    if (fc->outcome != NGX_OK || fc->listed != 2 || reply == NULL
+    if (fc->outcome != NGX_OK || fc->listed != fc->listing || reply == NULL
         || !ngx_social_posts_epoch_is(reply, &fc->epoch))
     {
         /* no cached feed, or a new epoch: the script reads (and the
@@ -489,12 +623,34 @@ ngx_social_posts_feed_listed(redisReply *reply, void *data)
                                          &fc->list.max_id,
                                          fc->list.limit + 1);
 
+    } else if (ngx_social_posts_feed_guessed(fc)) {
+        /* its posts came with it */
+        ngx_social_posts_fetch_got(reply, fc->fetch);
+        return;
+
     } else {
+        if (fc->view->n > 0) {
+            ngx_social_posts_local_page_put(&fc->name, fc->view->ids,
+                                            fc->view->n);
+        }
+
         rc = ngx_social_posts_fetch(fc->view, &fc->epoch,
                                     ngx_social_posts_feed_rescript);
     }
 
     ngx_http_finalize_request(r, rc);
+}
+
+
+/* the page's members are those of the page the worker asked the posts of */
+
+static ngx_uint_t
+ngx_social_posts_feed_guessed(ngx_social_posts_feed_ctx_t *fc)
+{
+    return fc->guess != NULL && fc->guess->n == fc->view->n
+           && ngx_memcmp(fc->guess->ids, fc->view->ids,
+                         fc->view->n * sizeof(int64_t))
+              == 0;
 }
 
 

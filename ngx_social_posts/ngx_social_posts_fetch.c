@@ -44,7 +44,7 @@ typedef struct {
 } ngx_social_posts_part_t;
 
 
-typedef struct {
+struct ngx_social_posts_fetch_s {
     ngx_social_posts_view_t    *view;
     ngx_social_posts_viewed_pt  fallback;
     ngx_str_t                   epoch;
@@ -67,7 +67,7 @@ typedef struct {
     ngx_uint_t                  nasked;
     ngx_uint_t                  replied;   /* replies of the round so far */
     ngx_int_t                   outcome;   /* NGX_OK: every one a hit */
-} ngx_social_posts_fetch_t;
+};
 
 
 static ngx_int_t ngx_social_posts_fetch_add(ngx_social_posts_fetch_t *f,
@@ -77,6 +77,10 @@ static ngx_int_t ngx_social_posts_fetch_known(ngx_social_posts_fetch_t *f,
 static void ngx_social_posts_fetch_author(ngx_social_posts_fetch_t *f,
     int64_t id);
 static ngx_int_t ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f);
+static ngx_int_t ngx_social_posts_fetch_send(ngx_social_posts_fetch_t *f,
+    ngx_array_t *cmds);
+static ngx_int_t ngx_social_posts_fetch_build(ngx_social_posts_fetch_t *f,
+    ngx_array_t *cmds);
 static ngx_int_t ngx_social_posts_fetch_keys(ngx_social_posts_fetch_t *f,
     ngx_uint_t ask, ngx_social_redis_argv_t *cmd);
 static ngx_int_t ngx_social_posts_fetch_hash(ngx_social_posts_fetch_t *f,
@@ -85,8 +89,6 @@ static ngx_int_t ngx_social_posts_fetch_authors_get(
     ngx_social_posts_fetch_t *f, ngx_social_redis_argv_t *cmd);
 static ngx_int_t ngx_social_posts_fetch_argv(ngx_social_posts_fetch_t *f,
     ngx_uint_t argc, ngx_social_redis_argv_t *cmd);
-static void ngx_social_posts_fetch_each(redisReply *reply, void *data);
-static void ngx_social_posts_fetch_got(redisReply *reply, void *data);
 static ngx_int_t ngx_social_posts_fetch_states(ngx_social_posts_fetch_t *f,
     redisReply *reply);
 static ngx_int_t ngx_social_posts_fetch_state(ngx_pool_t *pool,
@@ -114,21 +116,60 @@ ngx_int_t
 ngx_social_posts_fetch(ngx_social_posts_view_t *v, ngx_str_t *epoch,
     ngx_social_posts_viewed_pt fallback)
 {
-    u_char                    *p;
     ngx_int_t                  rc;
-    ngx_uint_t                 i;
-    ngx_pool_t                *pool;
+    ngx_array_t                cmds;
     ngx_social_posts_fetch_t  *f;
 
     if (v->n == 0) {
         return v->handler(v->request, v);
     }
 
+    if (ngx_array_init(&cmds, v->request->pool, v->n + 4,
+                       sizeof(ngx_social_redis_argv_t))
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_social_posts_fetch_prepare(v, epoch, fallback, &f, &cmds);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        return fallback(v->request, v);
+    }
+
+    return ngx_social_posts_fetch_send(f, &cmds);
+}
+
+
+/*
+ * The same as ngx_social_posts_fetch() for v->n > 0, up to its first
+ * round's commands (the epoch's GET last), added to cmds and not sent:
+ * the caller sends them in its own pipeline, after its own, and gives
+ * their replies to ngx_social_posts_fetch_each() and, the last one,
+ * ngx_social_posts_fetch_got() with *fp.  NGX_DECLINED: not to be
+ * fetched so (the fallback views them).
+ */
+
+ngx_int_t
+ngx_social_posts_fetch_prepare(ngx_social_posts_view_t *v, ngx_str_t *epoch,
+    ngx_social_posts_viewed_pt fallback, ngx_social_posts_fetch_t **fp,
+    ngx_array_t *cmds)
+{
+    u_char                    *p;
+    ngx_int_t                  rc;
+    ngx_uint_t                 i;
+    ngx_pool_t                *pool;
+    ngx_social_posts_fetch_t  *f;
+
     pool = v->request->pool;
 
     f = ngx_pcalloc(pool, sizeof(ngx_social_posts_fetch_t));
     if (f == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     f->view = v;
@@ -143,14 +184,14 @@ ngx_social_posts_fetch(ngx_social_posts_view_t *v, ngx_str_t *epoch,
     if (f->posts == NULL || f->authors == NULL || f->author_json == NULL
         || f->asked == NULL)
     {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     if (v->viewer) {
         p = ngx_pnalloc(pool, sizeof("social:flags::") - 1 + epoch->len
                               + NGX_INT64_LEN);
         if (p == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
         f->flags_key.data = p;
@@ -167,17 +208,14 @@ ngx_social_posts_fetch(ngx_social_posts_view_t *v, ngx_str_t *epoch,
 
     for (i = 0; i < v->n; i++) {
         rc = ngx_social_posts_fetch_known(f, &f->posts[i]);
-
-        if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (rc == NGX_DECLINED) {
-            return fallback(v->request, v);
+        if (rc != NGX_OK) {
+            return rc;
         }
     }
 
-    return ngx_social_posts_fetch_round(f);
+    *fp = f;
+
+    return ngx_social_posts_fetch_build(f, cmds);
 }
 
 
@@ -274,90 +312,37 @@ ngx_social_posts_fetch_author(ngx_social_posts_fetch_t *f, int64_t id)
 }
 
 
-/*
- * One pipeline: the states of the posts not asked yet, the viewer's flags
- * for them, the hashes of those the worker does not know, the authors not
- * asked yet, then the epoch
- */
+/* the next round of a fetch */
 
 static ngx_int_t
 ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f)
 {
-    ngx_uint_t                i, n;
-    ngx_http_request_t       *r;
-    ngx_social_redis_argv_t  *cmds;
+    ngx_array_t  cmds;
 
-    r = f->view->request;
-
-    f->posts_from = f->posts_to;
-    f->posts_to = f->nposts;
-    f->authors_from = f->authors_to;
-    f->authors_to = f->nauthors;
-    f->replied = 0;
-    f->outcome = NGX_OK;
-
-    cmds = ngx_palloc(r->pool,
-                      (f->posts_to - f->posts_from + 4)
-                      * sizeof(ngx_social_redis_argv_t));
-    if (cmds == NULL) {
+    if (ngx_array_init(&cmds, f->view->request->pool,
+                       f->nposts - f->posts_to + 4,
+                       sizeof(ngx_social_redis_argv_t))
+        != NGX_OK
+        || ngx_social_posts_fetch_build(f, &cmds) != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    n = 0;
+    return ngx_social_posts_fetch_send(f, &cmds);
+}
 
-    if (f->posts_from < f->posts_to) {
-        f->asked[n] = NGX_SOCIAL_POSTS_ASK_STATES;
 
-        if (ngx_social_posts_fetch_keys(f, f->asked[n], &cmds[n]) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+static ngx_int_t
+ngx_social_posts_fetch_send(ngx_social_posts_fetch_t *f, ngx_array_t *cmds)
+{
+    ngx_http_request_t  *r;
 
-        n++;
-
-        if (f->flags_key.len) {
-            f->asked[n] = NGX_SOCIAL_POSTS_ASK_FLAGS;
-
-            if (ngx_social_posts_fetch_keys(f, f->asked[n], &cmds[n])
-                != NGX_OK)
-            {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
-            }
-
-            n++;
-        }
-    }
-
-    for (i = f->posts_from; i < f->posts_to; i++) {
-        if (f->posts[i].local) {
-            continue;
-        }
-
-        f->asked[n] = NGX_SOCIAL_POSTS_ASK_POST + i;
-
-        if (ngx_social_posts_fetch_hash(f, &f->posts[i], &cmds[n]) != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        n++;
-    }
-
-    if (f->authors_from < f->authors_to) {
-        f->asked[n] = NGX_SOCIAL_POSTS_ASK_AUTHORS;
-
-        if (ngx_social_posts_fetch_authors_get(f, &cmds[n]) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        n++;
-    }
-
-    f->nasked = n;
-    cmds[n++] = ngx_social_posts_epoch_get;
+    r = f->view->request;
 
     r->main->count++;
 
-    if (ngx_social_redis_pipeline(r, cmds, n, ngx_social_posts_fetch_each,
+    if (ngx_social_redis_pipeline(r, cmds->elts, cmds->nelts,
+                                  ngx_social_posts_fetch_each,
                                   ngx_social_posts_fetch_got, f)
         != NGX_OK)
     {
@@ -366,6 +351,84 @@ ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f)
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * A round's commands added to cmds: the states of the posts not asked
+ * yet, the viewer's flags for them, the hashes of those the worker does
+ * not know, the authors not asked yet, then the epoch
+ */
+
+static ngx_int_t
+ngx_social_posts_fetch_build(ngx_social_posts_fetch_t *f, ngx_array_t *cmds)
+{
+    ngx_uint_t                i, n;
+    ngx_social_redis_argv_t  *cmd;
+
+    f->posts_from = f->posts_to;
+    f->posts_to = f->nposts;
+    f->authors_from = f->authors_to;
+    f->authors_to = f->nauthors;
+    f->replied = 0;
+    f->outcome = NGX_OK;
+
+    n = 0;
+
+    for (i = 0; i < 2; i++) {
+        if (f->posts_from == f->posts_to
+            || (i == 1 && f->flags_key.len == 0))
+        {
+            break;
+        }
+
+        cmd = ngx_array_push(cmds);
+        f->asked[n] = i ? NGX_SOCIAL_POSTS_ASK_FLAGS
+                        : NGX_SOCIAL_POSTS_ASK_STATES;
+
+        if (cmd == NULL
+            || ngx_social_posts_fetch_keys(f, f->asked[n++], cmd) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    for (i = f->posts_from; i < f->posts_to; i++) {
+        if (f->posts[i].local) {
+            continue;
+        }
+
+        cmd = ngx_array_push(cmds);
+        f->asked[n++] = NGX_SOCIAL_POSTS_ASK_POST + i;
+
+        if (cmd == NULL
+            || ngx_social_posts_fetch_hash(f, &f->posts[i], cmd) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (f->authors_from < f->authors_to) {
+        cmd = ngx_array_push(cmds);
+        f->asked[n++] = NGX_SOCIAL_POSTS_ASK_AUTHORS;
+
+        if (cmd == NULL
+            || ngx_social_posts_fetch_authors_get(f, cmd) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    f->nasked = n;
+
+    cmd = ngx_array_push(cmds);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    *cmd = ngx_social_posts_epoch_get;
+
+    return NGX_OK;
 }
 
 
@@ -509,7 +572,7 @@ ngx_social_posts_fetch_argv(ngx_social_posts_fetch_t *f, ngx_uint_t argc,
 
 /* a reply of the round before its last */
 
-static void
+void
 ngx_social_posts_fetch_each(redisReply *reply, void *data)
 {
     ngx_social_posts_fetch_t  *f = data;
@@ -551,7 +614,7 @@ ngx_social_posts_fetch_each(redisReply *reply, void *data)
 
 /* the round's last reply, the epoch: what next */
 
-static void
+void
 ngx_social_posts_fetch_got(redisReply *reply, void *data)
 {
     ngx_social_posts_fetch_t  *f = data;

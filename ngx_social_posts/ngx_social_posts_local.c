@@ -6,6 +6,12 @@
  * Post ids are never reused while nginx runs (a restore refuses while the
  * API is connected), so an entry never goes stale; whether the post still
  * exists, and everything that changes, is asked of Redis on every read.
+ *
+ * With them, the ids of the feed pages last read (by the user and the
+ * page's arguments): a guess of the next read of the same page, whose
+ * posts are then asked in the same round trip as the page's ids, and
+ * believed only if the ids read are those (ngx_social_posts_feed.c).
+ *
  * At most social_posts_local_cache bytes, the least recently used out
  * first; freed when the worker exits.
  */
@@ -13,14 +19,24 @@
 #include "ngx_social_posts.h"
 
 
+/* a page's key: a hash of its name with the high bit (never a post id) */
+#define NGX_SOCIAL_POSTS_LOCAL_PAGE                                          \
+    ((ngx_rbtree_key_t) 1 << (sizeof(ngx_rbtree_key_t) * 8 - 1))
+
+
 typedef struct {
-    ngx_rbtree_node_t           node;      /* key: the post's id */
+    ngx_rbtree_node_t           node;      /* the post's id, a page's hash */
     ngx_queue_t                 queue;     /* the most recently used first */
     size_t                      size;
-    ngx_social_posts_local_t    post;
+    ngx_social_posts_local_t    post;      /* a page: text is its name */
+    ngx_social_posts_local_page_t  page;
 } ngx_social_posts_local_node_t;
 
 
+static ngx_social_posts_local_node_t *ngx_social_posts_local_find(
+    ngx_rbtree_key_t key);
+static ngx_rbtree_key_t ngx_social_posts_local_page_key(ngx_str_t *name);
+static void ngx_social_posts_local_remove(ngx_social_posts_local_node_t *ln);
 static void ngx_social_posts_local_evict(size_t size);
 
 
@@ -49,11 +65,20 @@ ngx_social_posts_local_init(size_t max)
 ngx_social_posts_local_t *
 ngx_social_posts_local_get(int64_t id)
 {
-    ngx_rbtree_key_t                key;
+    ngx_social_posts_local_node_t  *ln;
+
+    ln = ngx_social_posts_local_find((ngx_rbtree_key_t) id);
+
+    return ln ? &ln->post : NULL;
+}
+
+
+static ngx_social_posts_local_node_t *
+ngx_social_posts_local_find(ngx_rbtree_key_t key)
+{
     ngx_rbtree_node_t              *node, *sentinel;
     ngx_social_posts_local_node_t  *ln;
 
-    key = (ngx_rbtree_key_t) id;
     node = ngx_social_posts_local_tree.root;
     sentinel = ngx_social_posts_local_tree.sentinel;
 
@@ -69,7 +94,7 @@ ngx_social_posts_local_get(int64_t id)
         ngx_queue_remove(&ln->queue);
         ngx_queue_insert_head(&ngx_social_posts_local_lru, &ln->queue);
 
-        return &ln->post;
+        return ln;
     }
 
     return NULL;
@@ -114,6 +139,104 @@ ngx_social_posts_local_put(int64_t id, int64_t author, int64_t share_of,
 }
 
 
+/*
+ * The ids of the page named name as last kept, or NULL; valid until the
+ * next put
+ */
+
+ngx_social_posts_local_page_t *
+ngx_social_posts_local_page_get(ngx_str_t *name)
+{
+    ngx_social_posts_local_node_t  *ln;
+
+    ln = ngx_social_posts_local_find(ngx_social_posts_local_page_key(name));
+
+    if (ln == NULL || ln->post.text.len != name->len
+        || ngx_memcmp(ln->post.text.data, name->data, name->len) != 0)
+    {
+        return NULL;
+    }
+
+    return &ln->page;
+}
+
+
+/* keeps the ids of the page named name (a copy), in place of any before */
+
+void
+ngx_social_posts_local_page_put(ngx_str_t *name, int64_t *ids, ngx_uint_t n)
+{
+    size_t                          size;
+    ngx_rbtree_key_t                key;
+    ngx_social_posts_local_node_t  *ln;
+
+    key = ngx_social_posts_local_page_key(name);
+
+    ln = ngx_social_posts_local_find(key);
+    if (ln != NULL) {
+        ngx_social_posts_local_remove(ln);
+    }
+
+    size = sizeof(ngx_social_posts_local_node_t) + n * sizeof(int64_t)
+           + name->len;
+
+    if (size > ngx_social_posts_local_max) {
+        return;
+    }
+
+    ngx_social_posts_local_evict(size);
+
+    ln = ngx_alloc(size, ngx_cycle->log);
+    if (ln == NULL) {
+        return;
+    }
+
+    ln->node.key = key;
+    ln->size = size;
+    ln->post.author = 0;
+    ln->post.share_of = 0;
+    ln->page.n = n;
+    ln->page.ids = (int64_t *) &ln[1];
+    ln->post.text.len = name->len;
+    ln->post.text.data = (u_char *) &ln->page.ids[n];
+    ngx_memcpy(ln->page.ids, ids, n * sizeof(int64_t));
+    ngx_memcpy(ln->post.text.data, name->data, name->len);
+
+    ngx_rbtree_insert(&ngx_social_posts_local_tree, &ln->node);
+    ngx_queue_insert_head(&ngx_social_posts_local_lru, &ln->queue);
+    ngx_social_posts_local_used += size;
+}
+
+
+/* FNV-1a */
+
+static ngx_rbtree_key_t
+ngx_social_posts_local_page_key(ngx_str_t *name)
+{
+    uint64_t    h;
+    ngx_uint_t  i;
+
+    h = 14695981039346656037ULL;
+
+    for (i = 0; i < name->len; i++) {
+        h = (h ^ name->data[i]) * 1099511628211ULL;
+    }
+
+    return (ngx_rbtree_key_t) h | NGX_SOCIAL_POSTS_LOCAL_PAGE;
+}
+
+
+static void
+ngx_social_posts_local_remove(ngx_social_posts_local_node_t *ln)
+{
+    ngx_queue_remove(&ln->queue);
+    ngx_rbtree_delete(&ngx_social_posts_local_tree, &ln->node);
+    ngx_social_posts_local_used -= ln->size;
+
+    ngx_free(ln);
+}
+
+
 /* the least recently used out until size more fits */
 
 static void
@@ -128,11 +251,7 @@ ngx_social_posts_local_evict(size_t size)
         q = ngx_queue_last(&ngx_social_posts_local_lru);
         ln = ngx_queue_data(q, ngx_social_posts_local_node_t, queue);
 
-        ngx_queue_remove(q);
-        ngx_rbtree_delete(&ngx_social_posts_local_tree, &ln->node);
-        ngx_social_posts_local_used -= ln->size;
-
-        ngx_free(ln);
+        ngx_social_posts_local_remove(ln);
     }
 }
 
