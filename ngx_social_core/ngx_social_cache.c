@@ -4,6 +4,7 @@
  *   social:user:<id>      a user's public view (users module)
  *   social:author:<id>    the user as a post's author (posts module)
  *   social:ugen:<id>      bumped by every change of the user's views
+ *   social:authorsgen     bumped by every change of any user's views
  *   social:feed:<E>:<id>  the user's home feed (posts module; <E> is
  *                         the epoch of the posts module's caches)
  *   social:feedgen:<id>   bumped when the feed is invalidated
@@ -23,6 +24,11 @@ static ngx_social_redis_script_t  ngx_social_cache_forget_script = {
     ngx_string(
         "local n = tonumber(ARGV[1]) "
         "local e = redis.call('GET', 'social:epoch') or '0' "
+        "if n > 0 then "
+        "  if redis.call('EXISTS', '" NGX_SOCIAL_CACHE_AUTHORS_GEN "') == 1 "
+        "  then redis.call('INCR', '" NGX_SOCIAL_CACHE_AUTHORS_GEN "') "
+        "  else " NGX_SOCIAL_CACHE_LUA_AUTHORS_GEN_NX "end "
+        "end "
         "for i = 2, #ARGV do "
         "  local id, g = ARGV[i] "
         "  if i <= n + 1 then "

@@ -176,6 +176,17 @@ typedef void (*ngx_social_idem_pt)(ngx_http_request_t *r,
 
 /* shared cache keys: see ngx_social_cache.c */
 #define NGX_SOCIAL_CACHE_GEN_TTL      "60000"    /* ms */
+#define NGX_SOCIAL_CACHE_AUTHORS_GEN  "social:authorsgen"
+
+/*
+ * Lua: the generation of all authors' views set anew when Redis has none:
+ * the server's time in microseconds, above any it had before it lost its
+ * data (it moves by one per change)
+ */
+#define NGX_SOCIAL_CACHE_LUA_AUTHORS_GEN_NX                                  \
+    "local t = redis.call('TIME') "                                          \
+    "redis.call('SET', '" NGX_SOCIAL_CACHE_AUTHORS_GEN "', "                 \
+    "           t[1] .. string.format('%06d', t[2]), 'NX') "
 
 
 /* users' event streams ("social:ev:<id>"): see ngx_social_events.c */

@@ -260,21 +260,13 @@ typedef struct {
     ngx_str_t                   text;      /* "text":..,"created_at":.. */
 } ngx_social_posts_local_t;
 
-/* the ids of a feed page as a worker last read them */
-typedef struct {
-    ngx_uint_t                  n;
-    int64_t                    *ids;
-} ngx_social_posts_local_page_t;
-
 /* the worker's copies of them (ngx_social_posts_local.c) */
 void ngx_social_posts_local_init(size_t max);
 ngx_social_posts_local_t *ngx_social_posts_local_get(int64_t id);
 void ngx_social_posts_local_put(int64_t id, int64_t author,
     int64_t share_of, ngx_str_t *text);
-ngx_social_posts_local_page_t *ngx_social_posts_local_page_get(
-    ngx_str_t *name);
-void ngx_social_posts_local_page_put(ngx_str_t *name, int64_t *ids,
-    ngx_uint_t n);
+ngx_str_t *ngx_social_posts_local_named_get(ngx_str_t *name);
+void ngx_social_posts_local_named_put(ngx_str_t *name, ngx_str_t *value);
 void ngx_social_posts_local_exit(void);
 
 /* viewing cached posts without a script (ngx_social_posts_fetch.c) */

@@ -422,22 +422,24 @@ static ngx_int_t
 ngx_social_posts_feed_guess(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc, ngx_array_t *cmds)
 {
-    ngx_int_t                       rc;
-    ngx_social_redis_argv_t        *cmd;
-    ngx_social_posts_view_t        *v;
-    ngx_social_posts_local_page_t  *page;
+    ngx_int_t                 rc;
+    ngx_str_t                *page;
+    ngx_uint_t                n;
+    ngx_social_redis_argv_t  *cmd;
+    ngx_social_posts_view_t  *v;
 
-    page = ngx_social_posts_local_page_get(&fc->name);
+    page = ngx_social_posts_local_named_get(&fc->name);
+    n = page ? page->len / sizeof(int64_t) : 0;
 
-    if (page != NULL && page->n > 0) {
-        v = ngx_social_posts_view_create(r, fc->ctx->user_id, page->n);
+    if (n > 0) {
+        v = ngx_social_posts_view_create(r, fc->ctx->user_id, n);
         if (v == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         v->handler = ngx_social_posts_feed_viewed;
         v->data = fc;
-        ngx_memcpy(v->ids, page->ids, page->n * sizeof(int64_t));
+        ngx_memcpy(v->ids, page->data, n * sizeof(int64_t));
 
         rc = ngx_social_posts_fetch_prepare(v, &fc->epoch,
                                             ngx_social_posts_feed_rescript,
@@ -550,9 +552,10 @@ ngx_social_posts_feed_members(ngx_social_posts_feed_ctx_t *fc,
         }
 
         if (fc->listing == 1 && m->len == NGX_SOCIAL_POSTS_ID_WIDTH
-            && ngx_strncmp(m->str, NGX_SOCIAL_POSTS_FEED_WHOLE,
-                           NGX_SOCIAL_POSTS_ID_WIDTH - 1)
-               == 0)
+            && (ngx_strncmp(m->str, NGX_SOCIAL_POSTS_FEED_WHOLE, m->len)
+                == 0
+                || ngx_strncmp(m->str, NGX_SOCIAL_POSTS_FEED_CUT, m->len)
+                   == 0))
         {
             /* listed without ZRANGE: the marker is the lowest member */
             if (ngx_social_posts_reply_str(fc->ctx->request->pool, m,
@@ -596,6 +599,7 @@ ngx_social_posts_feed_listed(redisReply *reply, void *data)
     ngx_social_posts_feed_ctx_t  *fc = data;
 
     ngx_int_t            rc;
+    ngx_str_t            page;
     ngx_http_request_t  *r;
 
     r = fc->ctx->request;
@@ -630,8 +634,9 @@ ngx_social_posts_feed_listed(redisReply *reply, void *data)
 
     } else {
         if (fc->view->n > 0) {
-            ngx_social_posts_local_page_put(&fc->name, fc->view->ids,
-                                            fc->view->n);
+            page.data = (u_char *) fc->view->ids;
+            page.len = fc->view->n * sizeof(int64_t);
+            ngx_social_posts_local_named_put(&fc->name, &page);
         }
 
         rc = ngx_social_posts_fetch(fc->view, &fc->epoch,

@@ -4,7 +4,10 @@
  * flags for them, MGET of the authors.  What never changes in a post
  * comes from the worker's copy (ngx_social_posts_local.c); a post the
  * worker does not know yet is asked for by one more HMGET of its hash,
- * and its author and original in one more round.  A script call per page
+ * and its author and original in one more round.  Authors come from the
+ * worker's copies too when the generation of all authors
+ * ("social:authorsgen", read before them, bumped by any change of an
+ * author) is still the one they were read under.  A script call per page
  * costs Redis several times as much: each command a script runs goes
  * through Lua and back (docs/PERFORMANCE.md).
  *
@@ -23,7 +26,8 @@
 #define NGX_SOCIAL_POSTS_ASK_STATES   0
 #define NGX_SOCIAL_POSTS_ASK_FLAGS    1
 #define NGX_SOCIAL_POSTS_ASK_AUTHORS  2
-#define NGX_SOCIAL_POSTS_ASK_POST     3    /* + the post's index */
+#define NGX_SOCIAL_POSTS_ASK_GEN      3
+#define NGX_SOCIAL_POSTS_ASK_POST     4    /* + the post's index */
 
 /* the fields of a post's hash, in the order asked */
 enum {
@@ -56,7 +60,11 @@ struct ngx_social_posts_fetch_s {
 
     int64_t                    *authors;
     ngx_str_t                  *author_json;
+    u_char                     *author_local; /* the JSON the worker's */
     ngx_uint_t                  nauthors;
+    ngx_str_t                   gen;       /* the worker's copies' */
+    ngx_str_t                   round_gen; /* as the round read it */
+    ngx_uint_t                  authors_again;
 
     /* what the round in flight asked: posts and authors up to these */
     ngx_uint_t                  posts_from;
@@ -74,7 +82,7 @@ static ngx_int_t ngx_social_posts_fetch_add(ngx_social_posts_fetch_t *f,
     int64_t id);
 static ngx_int_t ngx_social_posts_fetch_known(ngx_social_posts_fetch_t *f,
     ngx_social_posts_part_t *part);
-static void ngx_social_posts_fetch_author(ngx_social_posts_fetch_t *f,
+static ngx_int_t ngx_social_posts_fetch_author(ngx_social_posts_fetch_t *f,
     int64_t id);
 static ngx_int_t ngx_social_posts_fetch_round(ngx_social_posts_fetch_t *f);
 static ngx_int_t ngx_social_posts_fetch_send(ngx_social_posts_fetch_t *f,
@@ -97,10 +105,23 @@ static ngx_int_t ngx_social_posts_fetch_flags(ngx_social_posts_fetch_t *f,
     redisReply *reply);
 static ngx_int_t ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
     ngx_social_posts_part_t *part, redisReply *reply);
+static ngx_int_t ngx_social_posts_fetch_gen(ngx_social_posts_fetch_t *f,
+    redisReply *reply);
 static ngx_int_t ngx_social_posts_fetch_authors(ngx_social_posts_fetch_t *f,
     redisReply *reply);
 static ngx_int_t ngx_social_posts_fetch_done(ngx_social_posts_fetch_t *f);
 
+
+/* the generation of all authors this worker read last */
+static u_char  ngx_social_posts_fetch_gen_buf[NGX_INT64_LEN];
+static size_t  ngx_social_posts_fetch_gen_len;
+
+static const char  *ngx_social_posts_fetch_gen_argv[] = {
+    "GET", NGX_SOCIAL_CACHE_AUTHORS_GEN
+};
+static const size_t ngx_social_posts_fetch_gen_argvlen[] = {
+    sizeof("GET") - 1, sizeof(NGX_SOCIAL_CACHE_AUTHORS_GEN) - 1
+};
 
 static const char  *ngx_social_posts_fetch_fields[] = { "t", "a", "s" };
 static const size_t ngx_social_posts_fetch_fields_len[] = { 1, 1, 1 };
@@ -179,13 +200,23 @@ ngx_social_posts_fetch_prepare(ngx_social_posts_view_t *v, ngx_str_t *epoch,
     f->posts = ngx_pcalloc(pool, 2 * v->n * sizeof(ngx_social_posts_part_t));
     f->authors = ngx_palloc(pool, 2 * v->n * sizeof(int64_t));
     f->author_json = ngx_pcalloc(pool, 2 * v->n * sizeof(ngx_str_t));
-    f->asked = ngx_palloc(pool, (2 * v->n + 3) * sizeof(ngx_uint_t));
+    f->author_local = ngx_pcalloc(pool, 2 * v->n);
+    f->asked = ngx_palloc(pool, (2 * v->n + 4) * sizeof(ngx_uint_t));
 
     if (f->posts == NULL || f->authors == NULL || f->author_json == NULL
-        || f->asked == NULL)
+        || f->author_local == NULL || f->asked == NULL)
     {
         return NGX_ERROR;
     }
+
+    /* copied: the worker's may move while the request waits */
+    f->gen.len = ngx_social_posts_fetch_gen_len;
+    f->gen.data = ngx_pnalloc(pool, f->gen.len + 1);
+    if (f->gen.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(f->gen.data, ngx_social_posts_fetch_gen_buf, f->gen.len);
 
     if (v->viewer) {
         p = ngx_pnalloc(pool, sizeof("social:flags::") - 1 + epoch->len
@@ -290,25 +321,66 @@ ngx_social_posts_fetch_known(ngx_social_posts_fetch_t *f,
     part->author = local->author;
     part->share_of = local->share_of;
 
-    ngx_social_posts_fetch_author(f, part->author);
+    if (ngx_social_posts_fetch_author(f, part->author) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return part->share_of ? ngx_social_posts_fetch_add(f, part->share_of)
                           : NGX_OK;
 }
 
 
-static void
+/*
+ * An author to ask for, once; its JSON from the worker's copy when that
+ * was read under the generation of all authors the worker saw last
+ * ("<generation> <JSON>"), to be confirmed by the round
+ */
+
+static ngx_int_t
 ngx_social_posts_fetch_author(ngx_social_posts_fetch_t *f, int64_t id)
 {
-    ngx_uint_t  i;
+    u_char      *p, name[sizeof("a:") + NGX_INT64_LEN];
+    ngx_str_t    key, *copy, *json;
+    ngx_uint_t   i;
 
     for (i = 0; i < f->nauthors; i++) {
         if (f->authors[i] == id) {
-            return;
+            return NGX_OK;
         }
     }
 
-    f->authors[f->nauthors++] = id;
+    i = f->nauthors++;
+    f->authors[i] = id;
+
+    if (f->gen.len == 0) {
+        return NGX_OK;
+    }
+
+    key.data = name;
+    key.len = ngx_sprintf(name, "a:%L", id) - name;
+
+    copy = ngx_social_posts_local_named_get(&key);
+
+    if (copy == NULL || copy->len <= f->gen.len + 1
+        || copy->data[f->gen.len] != ' '
+        || ngx_memcmp(copy->data, f->gen.data, f->gen.len) != 0)
+    {
+        return NGX_OK;
+    }
+
+    json = &f->author_json[i];
+    json->len = copy->len - f->gen.len - 1;
+
+    p = ngx_pnalloc(f->view->request->pool, json->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    json->data = p;
+    ngx_memcpy(p, copy->data + f->gen.len + 1, json->len);
+    f->author_local[i] = 1;
+
+    return NGX_OK;
 }
 
 
@@ -409,13 +481,32 @@ ngx_social_posts_fetch_build(ngx_social_posts_fetch_t *f, ngx_array_t *cmds)
     }
 
     if (f->authors_from < f->authors_to) {
+        /* the generation first: what is read after it is as new */
         cmd = ngx_array_push(cmds);
-        f->asked[n++] = NGX_SOCIAL_POSTS_ASK_AUTHORS;
-
-        if (cmd == NULL
-            || ngx_social_posts_fetch_authors_get(f, cmd) != NGX_OK)
-        {
+        if (cmd == NULL) {
             return NGX_ERROR;
+        }
+
+        f->asked[n++] = NGX_SOCIAL_POSTS_ASK_GEN;
+        cmd->argc = 2;
+        cmd->argv = ngx_social_posts_fetch_gen_argv;
+        cmd->argvlen = ngx_social_posts_fetch_gen_argvlen;
+
+        for (i = f->authors_from; i < f->authors_to; i++) {
+            if (!f->author_local[i]) {
+                break;
+            }
+        }
+
+        if (i < f->authors_to) {
+            cmd = ngx_array_push(cmds);
+            f->asked[n++] = NGX_SOCIAL_POSTS_ASK_AUTHORS;
+
+            if (cmd == NULL
+                || ngx_social_posts_fetch_authors_get(f, cmd) != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
         }
     }
 
@@ -542,12 +633,17 @@ ngx_social_posts_fetch_authors_get(ngx_social_posts_fetch_t *f,
 
     argv[0] = "MGET";
     lens[0] = sizeof("MGET") - 1;
+    cmd->argc = 1;
 
-    for (i = 0; i < n; i++) {
-        argv[1 + i] = (const char *) p;
-        p = ngx_sprintf(p, "social:author:%L",
-                        f->authors[f->authors_from + i]);
-        lens[1 + i] = p - (u_char *) argv[1 + i];
+    for (i = f->authors_from; i < f->authors_to; i++) {
+        if (f->author_local[i]) {
+            continue;
+        }
+
+        argv[cmd->argc] = (const char *) p;
+        p = ngx_sprintf(p, "social:author:%L", f->authors[i]);
+        lens[cmd->argc] = p - (u_char *) argv[cmd->argc];
+        cmd->argc++;
     }
 
     return NGX_OK;
@@ -600,6 +696,10 @@ ngx_social_posts_fetch_each(redisReply *reply, void *data)
         f->outcome = ngx_social_posts_fetch_flags(f, reply);
         break;
 
+    case NGX_SOCIAL_POSTS_ASK_GEN:
+        f->outcome = ngx_social_posts_fetch_gen(f, reply);
+        break;
+
     case NGX_SOCIAL_POSTS_ASK_AUTHORS:
         f->outcome = ngx_social_posts_fetch_authors(f, reply);
         break;
@@ -640,6 +740,14 @@ ngx_social_posts_fetch_got(redisReply *reply, void *data)
     if (rc == NGX_DECLINED) {
         ngx_http_finalize_request(r, f->fallback(r, f->view));
         return;
+    }
+
+    if (f->authors_again) {
+        /* the worker's copies of authors were not current: all asked */
+        f->authors_again = 0;
+        ngx_memzero(&f->author_local[f->authors_from],
+                    f->authors_to - f->authors_from);
+        f->authors_to = f->authors_from;
     }
 
     if (f->posts_to < f->nposts || f->authors_to < f->nauthors) {
@@ -816,40 +924,124 @@ ngx_social_posts_fetch_post(ngx_social_posts_fetch_t *f,
 
     ngx_social_posts_local_put(part->data.id, author, part->share_of,
                                &part->data.text);
-    ngx_social_posts_fetch_author(f, author);
+
+    if (ngx_social_posts_fetch_author(f, author) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     return part->share_of ? ngx_social_posts_fetch_add(f, part->share_of)
                           : NGX_OK;
 }
 
 
+/*
+ * The generation of all authors: the worker's copies used in the round
+ * must have been read under it, or all its authors are asked again in
+ * another round
+ */
+
 static ngx_int_t
-ngx_social_posts_fetch_authors(ngx_social_posts_fetch_t *f,
-    redisReply *reply)
+ngx_social_posts_fetch_gen(ngx_social_posts_fetch_t *f, redisReply *reply)
 {
-    ngx_uint_t  i, n;
+    ngx_uint_t  i;
 
-    n = f->authors_to - f->authors_from;
-
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != n) {
-        return NGX_DECLINED;
-    }
-
-    for (i = 0; i < n; i++) {
-        if (reply->element[i]->type != REDIS_REPLY_STRING) {
-            return NGX_DECLINED;
-        }
-
-        if (ngx_social_posts_reply_str(f->view->request->pool,
-                                       reply->element[i],
-                                       &f->author_json[f->authors_from + i])
+    if (reply->type == REDIS_REPLY_STRING
+        && reply->len <= sizeof(ngx_social_posts_fetch_gen_buf))
+    {
+        if (ngx_social_posts_reply_str(f->view->request->pool, reply,
+                                       &f->round_gen)
             != NGX_OK)
         {
             return NGX_ERROR;
         }
+
+        ngx_memcpy(ngx_social_posts_fetch_gen_buf, reply->str, reply->len);
+        ngx_social_posts_fetch_gen_len = reply->len;
+
+    } else {
+        ngx_str_null(&f->round_gen);
+        ngx_social_posts_fetch_gen_len = 0;
+    }
+
+    if (f->round_gen.len == f->gen.len
+        && (f->gen.len == 0
+            || ngx_memcmp(f->round_gen.data, f->gen.data, f->gen.len) == 0))
+    {
+        return NGX_OK;
+    }
+
+    for (i = f->authors_from; i < f->authors_to; i++) {
+        if (f->author_local[i]) {
+            f->authors_again = 1;
+        }
     }
 
     return NGX_OK;
+}
+
+
+/* the authors' JSON, kept by the worker with the round's generation */
+
+static ngx_int_t
+ngx_social_posts_fetch_authors(ngx_social_posts_fetch_t *f,
+    redisReply *reply)
+{
+    u_char       *p, name[sizeof("a:") + NGX_INT64_LEN];
+    ngx_str_t    *json, key, copy;
+    ngx_uint_t    i, k;
+    ngx_pool_t   *pool;
+    redisReply   *e;
+
+    pool = f->view->request->pool;
+
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        return NGX_DECLINED;
+    }
+
+    k = 0;
+
+    for (i = f->authors_from; i < f->authors_to; i++) {
+        if (f->author_local[i]) {
+            continue;
+        }
+
+        if (k == reply->elements) {
+            return NGX_DECLINED;
+        }
+
+        e = reply->element[k++];
+        json = &f->author_json[i];
+
+        if (e->type != REDIS_REPLY_STRING) {
+            return NGX_DECLINED;
+        }
+
+        if (ngx_social_posts_reply_str(pool, e, json) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (f->round_gen.len == 0) {
+            continue;
+        }
+
+        /* "<generation> <JSON>" */
+        copy.len = f->round_gen.len + 1 + json->len;
+        copy.data = ngx_pnalloc(pool, copy.len);
+        if (copy.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(copy.data, f->round_gen.data, f->round_gen.len);
+        *p++ = ' ';
+        ngx_memcpy(p, json->data, json->len);
+
+        key.data = name;
+        key.len = ngx_sprintf(name, "a:%L", f->authors[i]) - name;
+
+        ngx_social_posts_local_named_put(&key, &copy);
+    }
+
+    return k == reply->elements ? NGX_OK : NGX_DECLINED;
 }
 
 

@@ -7,10 +7,12 @@
  * API is connected), so an entry never goes stale; whether the post still
  * exists, and everything that changes, is asked of Redis on every read.
  *
- * With them, the ids of the feed pages last read (by the user and the
- * page's arguments): a guess of the next read of the same page, whose
- * posts are then asked in the same round trip as the page's ids, and
- * believed only if the ids read are those (ngx_social_posts_feed.c).
+ * With them, values by name that are only believed once Redis confirms
+ * them: the ids of the feed pages last read (by the user and the page's
+ * arguments), a guess of the next read of the same page, whose posts are
+ * then asked in the same round trip as the page's ids
+ * (ngx_social_posts_feed.c); and authors with the generation of all
+ * authors they were read under (ngx_social_posts_fetch.c).
  *
  * At most social_posts_local_cache bytes, the least recently used out
  * first; freed when the worker exits.
@@ -19,23 +21,23 @@
 #include "ngx_social_posts.h"
 
 
-/* a page's key: a hash of its name with the high bit (never a post id) */
-#define NGX_SOCIAL_POSTS_LOCAL_PAGE                                          \
+/* a named value's key: a hash of its name with the high bit (no post's) */
+#define NGX_SOCIAL_POSTS_LOCAL_NAMED                                          \
     ((ngx_rbtree_key_t) 1 << (sizeof(ngx_rbtree_key_t) * 8 - 1))
 
 
 typedef struct {
-    ngx_rbtree_node_t           node;      /* the post's id, a page's hash */
+    ngx_rbtree_node_t           node;      /* the post's id, or the hash */
     ngx_queue_t                 queue;     /* the most recently used first */
     size_t                      size;
-    ngx_social_posts_local_t    post;      /* a page: text is its name */
-    ngx_social_posts_local_page_t  page;
+    ngx_social_posts_local_t    post;      /* named: text is the name */
+    ngx_str_t                   value;
 } ngx_social_posts_local_node_t;
 
 
 static ngx_social_posts_local_node_t *ngx_social_posts_local_find(
     ngx_rbtree_key_t key);
-static ngx_rbtree_key_t ngx_social_posts_local_page_key(ngx_str_t *name);
+static ngx_rbtree_key_t ngx_social_posts_local_named_key(ngx_str_t *name);
 static void ngx_social_posts_local_remove(ngx_social_posts_local_node_t *ln);
 static void ngx_social_posts_local_evict(size_t size);
 
@@ -139,17 +141,14 @@ ngx_social_posts_local_put(int64_t id, int64_t author, int64_t share_of,
 }
 
 
-/*
- * The ids of the page named name as last kept, or NULL; valid until the
- * next put
- */
+/* the value named name, or NULL; valid until the next put */
 
-ngx_social_posts_local_page_t *
-ngx_social_posts_local_page_get(ngx_str_t *name)
+ngx_str_t *
+ngx_social_posts_local_named_get(ngx_str_t *name)
 {
     ngx_social_posts_local_node_t  *ln;
 
-    ln = ngx_social_posts_local_find(ngx_social_posts_local_page_key(name));
+    ln = ngx_social_posts_local_find(ngx_social_posts_local_named_key(name));
 
     if (ln == NULL || ln->post.text.len != name->len
         || ngx_memcmp(ln->post.text.data, name->data, name->len) != 0)
@@ -157,28 +156,27 @@ ngx_social_posts_local_page_get(ngx_str_t *name)
         return NULL;
     }
 
-    return &ln->page;
+    return &ln->value;
 }
 
 
-/* keeps the ids of the page named name (a copy), in place of any before */
+/* keeps a copy of a value named name, in place of any before */
 
 void
-ngx_social_posts_local_page_put(ngx_str_t *name, int64_t *ids, ngx_uint_t n)
+ngx_social_posts_local_named_put(ngx_str_t *name, ngx_str_t *value)
 {
     size_t                          size;
     ngx_rbtree_key_t                key;
     ngx_social_posts_local_node_t  *ln;
 
-    key = ngx_social_posts_local_page_key(name);
+    key = ngx_social_posts_local_named_key(name);
 
     ln = ngx_social_posts_local_find(key);
     if (ln != NULL) {
         ngx_social_posts_local_remove(ln);
     }
 
-    size = sizeof(ngx_social_posts_local_node_t) + n * sizeof(int64_t)
-           + name->len;
+    size = sizeof(ngx_social_posts_local_node_t) + value->len + name->len;
 
     if (size > ngx_social_posts_local_max) {
         return;
@@ -195,11 +193,11 @@ ngx_social_posts_local_page_put(ngx_str_t *name, int64_t *ids, ngx_uint_t n)
     ln->size = size;
     ln->post.author = 0;
     ln->post.share_of = 0;
-    ln->page.n = n;
-    ln->page.ids = (int64_t *) &ln[1];
+    ln->value.len = value->len;
+    ln->value.data = (u_char *) &ln[1];
     ln->post.text.len = name->len;
-    ln->post.text.data = (u_char *) &ln->page.ids[n];
-    ngx_memcpy(ln->page.ids, ids, n * sizeof(int64_t));
+    ln->post.text.data = ln->value.data + value->len;
+    ngx_memcpy(ln->value.data, value->data, value->len);
     ngx_memcpy(ln->post.text.data, name->data, name->len);
 
     ngx_rbtree_insert(&ngx_social_posts_local_tree, &ln->node);
@@ -211,7 +209,7 @@ ngx_social_posts_local_page_put(ngx_str_t *name, int64_t *ids, ngx_uint_t n)
 /* FNV-1a */
 
 static ngx_rbtree_key_t
-ngx_social_posts_local_page_key(ngx_str_t *name)
+ngx_social_posts_local_named_key(ngx_str_t *name)
 {
     uint64_t    h;
     ngx_uint_t  i;
@@ -222,7 +220,7 @@ ngx_social_posts_local_page_key(ngx_str_t *name)
         h = (h ^ name->data[i]) * 1099511628211ULL;
     }
 
-    return (ngx_rbtree_key_t) h | NGX_SOCIAL_POSTS_LOCAL_PAGE;
+    return (ngx_rbtree_key_t) h | NGX_SOCIAL_POSTS_LOCAL_NAMED;
 }
 
 

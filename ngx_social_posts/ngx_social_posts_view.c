@@ -122,6 +122,7 @@ static ngx_social_redis_script_t  ngx_social_posts_fill_script = {
         "  elseif same and kind == 'a' then "
         "    redis.call('SET', 'social:author:' .. id, ARGV[i + 3], "
         "               'EX', " NGX_SOCIAL_POSTS_AUTHOR_TTL ") "
+        "    " NGX_SOCIAL_CACHE_LUA_AUTHORS_GEN_NX
         "  elseif same then "
         "    local n = redis.call('HLEN', fk) "
         "    if n < " NGX_SOCIAL_POSTS_FLAGS_MAX " then "
