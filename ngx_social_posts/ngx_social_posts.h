@@ -333,6 +333,7 @@ void ngx_social_posts_notify(ngx_http_request_t *r, ngx_str_t *events);
 ngx_int_t ngx_social_posts_id_param(ngx_str_t *param, int64_t *id);
 ngx_int_t ngx_social_posts_id_str(ngx_http_request_t *r, int64_t id,
     ngx_str_t *s);
+u_char *ngx_social_posts_id_cpy(u_char *p, int64_t id);
 ngx_int_t ngx_social_posts_not_found(ngx_http_request_t *r);
 ngx_social_posts_answer_t *ngx_social_posts_answer_create(
     ngx_http_request_t *r, ngx_uint_t status);

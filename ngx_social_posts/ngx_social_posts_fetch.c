@@ -292,9 +292,11 @@ ngx_social_posts_fetch_known(ngx_social_posts_fetch_t *f,
     }
 
     part->key.data = p;
-    p = ngx_sprintf(p, "social:postc:%V:", &f->epoch);
+    p = ngx_cpymem(p, "social:postc:", sizeof("social:postc:") - 1);
+    p = ngx_cpymem(p, f->epoch.data, f->epoch.len);
+    *p++ = ':';
     part->id.data = p;
-    p = ngx_sprintf(p, "%L", part->data.id);
+    p = ngx_social_posts_id_cpy(p, part->data.id);
     part->id.len = p - part->id.data;
     part->key.len = p - part->key.data;
 
@@ -356,8 +358,10 @@ ngx_social_posts_fetch_author(ngx_social_posts_fetch_t *f, int64_t id)
         return NGX_OK;
     }
 
+    name[0] = 'a';
+    name[1] = ':';
     key.data = name;
-    key.len = ngx_sprintf(name, "a:%L", id) - name;
+    key.len = ngx_social_posts_id_cpy(&name[2], id) - name;
 
     copy = ngx_social_posts_local_named_get(&key);
 

@@ -15,49 +15,80 @@
  * authors they were read under (ngx_social_posts_fetch.c).
  *
  * At most social_posts_local_cache bytes, the least recently used out
- * first; freed when the worker exits.
+ * first, in a hash table of about one bucket per
+ * NGX_SOCIAL_POSTS_LOCAL_BUCKET bytes; freed when the worker exits.
  */
 
 #include "ngx_social_posts.h"
 
 
 /* a named value's key: a hash of its name with the high bit (no post's) */
-#define NGX_SOCIAL_POSTS_LOCAL_NAMED                                          \
-    ((ngx_rbtree_key_t) 1 << (sizeof(ngx_rbtree_key_t) * 8 - 1))
+#define NGX_SOCIAL_POSTS_LOCAL_NAMED   ((uint64_t) 1 << 63)
+
+/* bytes per bucket of the table, and its buckets at most */
+#define NGX_SOCIAL_POSTS_LOCAL_BUCKET  256
+#define NGX_SOCIAL_POSTS_LOCAL_BITS    20
 
 
-typedef struct {
-    ngx_rbtree_node_t           node;      /* the post's id, or the hash */
+typedef struct ngx_social_posts_local_node_s  ngx_social_posts_local_node_t;
+
+struct ngx_social_posts_local_node_s {
+    ngx_social_posts_local_node_t  *next;  /* in its bucket */
+    uint64_t                    key;       /* the post's id, or the hash */
     ngx_queue_t                 queue;     /* the most recently used first */
     size_t                      size;
     ngx_social_posts_local_t    post;      /* named: text is the name */
     ngx_str_t                   value;
-} ngx_social_posts_local_node_t;
+};
 
 
+static ngx_social_posts_local_node_t **ngx_social_posts_local_bucket(
+    uint64_t key);
 static ngx_social_posts_local_node_t *ngx_social_posts_local_find(
-    ngx_rbtree_key_t key);
-static ngx_rbtree_key_t ngx_social_posts_local_named_key(ngx_str_t *name);
+    uint64_t key);
+static void ngx_social_posts_local_insert(ngx_social_posts_local_node_t *ln,
+    uint64_t key, size_t size);
+static uint64_t ngx_social_posts_local_named_key(ngx_str_t *name);
 static void ngx_social_posts_local_remove(ngx_social_posts_local_node_t *ln);
 static void ngx_social_posts_local_evict(size_t size);
 
 
-static ngx_rbtree_t       ngx_social_posts_local_tree;
-static ngx_rbtree_node_t  ngx_social_posts_local_sentinel;
-static ngx_queue_t        ngx_social_posts_local_lru;
-static size_t             ngx_social_posts_local_used;
-static size_t             ngx_social_posts_local_max;
+static ngx_social_posts_local_node_t  **ngx_social_posts_local_table;
+static ngx_uint_t   ngx_social_posts_local_bits;
+static ngx_queue_t  ngx_social_posts_local_lru;
+static size_t       ngx_social_posts_local_used;
+static size_t       ngx_social_posts_local_max;
 
 
 void
 ngx_social_posts_local_init(size_t max)
 {
-    ngx_rbtree_init(&ngx_social_posts_local_tree,
-                    &ngx_social_posts_local_sentinel,
-                    ngx_rbtree_insert_value);
-    ngx_queue_init(&ngx_social_posts_local_lru);
+    ngx_uint_t  bits;
 
+    ngx_queue_init(&ngx_social_posts_local_lru);
     ngx_social_posts_local_used = 0;
+    ngx_social_posts_local_max = 0;
+
+    if (max == 0) {
+        return;
+    }
+
+    for (bits = 4;
+         bits < NGX_SOCIAL_POSTS_LOCAL_BITS
+         && ((size_t) 1 << bits) * NGX_SOCIAL_POSTS_LOCAL_BUCKET < max;
+         bits++)
+    {
+        /* void */
+    }
+
+    ngx_social_posts_local_table =
+        ngx_calloc(((size_t) 1 << bits)
+                   * sizeof(ngx_social_posts_local_node_t *), ngx_cycle->log);
+    if (ngx_social_posts_local_table == NULL) {
+        return;
+    }
+
+    ngx_social_posts_local_bits = bits;
     ngx_social_posts_local_max = max;
 }
 
@@ -69,37 +100,62 @@ ngx_social_posts_local_get(int64_t id)
 {
     ngx_social_posts_local_node_t  *ln;
 
-    ln = ngx_social_posts_local_find((ngx_rbtree_key_t) id);
+    ln = ngx_social_posts_local_find((uint64_t) id);
 
     return ln ? &ln->post : NULL;
 }
 
 
-static ngx_social_posts_local_node_t *
-ngx_social_posts_local_find(ngx_rbtree_key_t key)
+/* Fibonacci hashing: post ids differ mostly in their high bits */
+
+static ngx_social_posts_local_node_t **
+ngx_social_posts_local_bucket(uint64_t key)
 {
-    ngx_rbtree_node_t              *node, *sentinel;
+    key *= 0x9e3779b97f4a7c15ULL;
+    key >>= 64 - ngx_social_posts_local_bits;
+
+    return &ngx_social_posts_local_table[key];
+}
+
+
+static ngx_social_posts_local_node_t *
+ngx_social_posts_local_find(uint64_t key)
+{
     ngx_social_posts_local_node_t  *ln;
 
-    node = ngx_social_posts_local_tree.root;
-    sentinel = ngx_social_posts_local_tree.sentinel;
+    if (ngx_social_posts_local_max == 0) {
+        return NULL;
+    }
 
-    while (node != sentinel) {
+    for (ln = *ngx_social_posts_local_bucket(key); ln; ln = ln->next) {
 
-        if (key != node->key) {
-            node = (key < node->key) ? node->left : node->right;
-            continue;
+        if (ln->key == key) {
+            ngx_queue_remove(&ln->queue);
+            ngx_queue_insert_head(&ngx_social_posts_local_lru, &ln->queue);
+
+            return ln;
         }
-
-        ln = (ngx_social_posts_local_node_t *) node;
-
-        ngx_queue_remove(&ln->queue);
-        ngx_queue_insert_head(&ngx_social_posts_local_lru, &ln->queue);
-
-        return ln;
     }
 
     return NULL;
+}
+
+
+static void
+ngx_social_posts_local_insert(ngx_social_posts_local_node_t *ln,
+    uint64_t key, size_t size)
+{
+    ngx_social_posts_local_node_t  **bucket;
+
+    bucket = ngx_social_posts_local_bucket(key);
+
+    ln->key = key;
+    ln->size = size;
+    ln->next = *bucket;
+    *bucket = ln;
+
+    ngx_queue_insert_head(&ngx_social_posts_local_lru, &ln->queue);
+    ngx_social_posts_local_used += size;
 }
 
 
@@ -127,17 +183,13 @@ ngx_social_posts_local_put(int64_t id, int64_t author, int64_t share_of,
         return;
     }
 
-    ln->node.key = (ngx_rbtree_key_t) id;
-    ln->size = size;
     ln->post.author = author;
     ln->post.share_of = share_of;
     ln->post.text.len = text->len;
     ln->post.text.data = (u_char *) &ln[1];
     ngx_memcpy(ln->post.text.data, text->data, text->len);
 
-    ngx_rbtree_insert(&ngx_social_posts_local_tree, &ln->node);
-    ngx_queue_insert_head(&ngx_social_posts_local_lru, &ln->queue);
-    ngx_social_posts_local_used += size;
+    ngx_social_posts_local_insert(ln, (uint64_t) id, size);
 }
 
 
@@ -166,7 +218,7 @@ void
 ngx_social_posts_local_named_put(ngx_str_t *name, ngx_str_t *value)
 {
     size_t                          size;
-    ngx_rbtree_key_t                key;
+    uint64_t                        key;
     ngx_social_posts_local_node_t  *ln;
 
     key = ngx_social_posts_local_named_key(name);
@@ -189,8 +241,6 @@ ngx_social_posts_local_named_put(ngx_str_t *name, ngx_str_t *value)
         return;
     }
 
-    ln->node.key = key;
-    ln->size = size;
     ln->post.author = 0;
     ln->post.share_of = 0;
     ln->value.len = value->len;
@@ -200,15 +250,13 @@ ngx_social_posts_local_named_put(ngx_str_t *name, ngx_str_t *value)
     ngx_memcpy(ln->value.data, value->data, value->len);
     ngx_memcpy(ln->post.text.data, name->data, name->len);
 
-    ngx_rbtree_insert(&ngx_social_posts_local_tree, &ln->node);
-    ngx_queue_insert_head(&ngx_social_posts_local_lru, &ln->queue);
-    ngx_social_posts_local_used += size;
+    ngx_social_posts_local_insert(ln, key, size);
 }
 
 
 /* FNV-1a */
 
-static ngx_rbtree_key_t
+static uint64_t
 ngx_social_posts_local_named_key(ngx_str_t *name)
 {
     uint64_t    h;
@@ -220,15 +268,25 @@ ngx_social_posts_local_named_key(ngx_str_t *name)
         h = (h ^ name->data[i]) * 1099511628211ULL;
     }
 
-    return (ngx_rbtree_key_t) h | NGX_SOCIAL_POSTS_LOCAL_NAMED;
+    return h | NGX_SOCIAL_POSTS_LOCAL_NAMED;
 }
 
 
 static void
 ngx_social_posts_local_remove(ngx_social_posts_local_node_t *ln)
 {
+    ngx_social_posts_local_node_t  **next;
+
+    for (next = ngx_social_posts_local_bucket(ln->key);
+         *next != ln;
+         next = &(*next)->next)
+    {
+        /* void */
+    }
+
+    *next = ln->next;
+
     ngx_queue_remove(&ln->queue);
-    ngx_rbtree_delete(&ngx_social_posts_local_tree, &ln->node);
     ngx_social_posts_local_used -= ln->size;
 
     ngx_free(ln);
@@ -257,10 +315,13 @@ ngx_social_posts_local_evict(size_t size)
 void
 ngx_social_posts_local_exit(void)
 {
-    if (ngx_social_posts_local_lru.next == NULL) {
+    if (ngx_social_posts_local_table == NULL) {
         return;
     }
 
     ngx_social_posts_local_max = 0;
     ngx_social_posts_local_evict(0);
+
+    ngx_free(ngx_social_posts_local_table);
+    ngx_social_posts_local_table = NULL;
 }

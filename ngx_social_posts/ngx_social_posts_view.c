@@ -977,7 +977,9 @@ ngx_social_posts_assemble(ngx_pool_t *pool, ngx_social_posts_data_t *d,
     }
 
     /* piece by piece: for every post of every page, cheaper than a format */
-    p = ngx_sprintf(out->data, "{\"id\":\"%L\",\"author\":", d->id);
+    p = ngx_cpymem(out->data, "{\"id\":\"", sizeof("{\"id\":\"") - 1);
+    p = ngx_social_posts_id_cpy(p, d->id);
+    p = ngx_cpymem(p, "\",\"author\":", sizeof("\",\"author\":") - 1);
     p = ngx_cpymem(p, d->author.data, d->author.len);
     *p++ = ',';
     p = ngx_cpymem(p, d->text.data, d->text.len);
