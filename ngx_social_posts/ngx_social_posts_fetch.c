@@ -451,19 +451,26 @@ ngx_social_posts_fetch_build(ngx_social_posts_fetch_t *f, ngx_array_t *cmds)
 
     n = 0;
 
-    for (i = 0; i < 2; i++) {
-        if (f->posts_from == f->posts_to
-            || (i == 1 && f->flags_key.len == 0))
-        {
-            break;
-        }
-
+    if (f->posts_from < f->posts_to) {
         cmd = ngx_array_push(cmds);
-        f->asked[n] = i ? NGX_SOCIAL_POSTS_ASK_FLAGS
-                        : NGX_SOCIAL_POSTS_ASK_STATES;
+        f->asked[n++] = NGX_SOCIAL_POSTS_ASK_STATES;
 
         if (cmd == NULL
-            || ngx_social_posts_fetch_keys(f, f->asked[n++], cmd) != NGX_OK)
+            || ngx_social_posts_fetch_keys(f, NGX_SOCIAL_POSTS_ASK_STATES,
+                                           cmd)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (f->posts_from < f->posts_to && f->flags_key.len) {
+        cmd = ngx_array_push(cmds);
+        f->asked[n++] = NGX_SOCIAL_POSTS_ASK_FLAGS;
+
+        if (cmd == NULL
+            || ngx_social_posts_fetch_keys(f, NGX_SOCIAL_POSTS_ASK_FLAGS, cmd)
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
