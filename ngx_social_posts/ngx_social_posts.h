@@ -224,7 +224,6 @@ struct ngx_social_posts_view_s {
 extern ngx_module_t  ngx_social_posts_module;
 extern ngx_str_t     ngx_social_posts_none;
 extern ngx_str_t     ngx_social_posts_epoch;   /* the worker saw last */
-extern ngx_social_redis_argv_t  ngx_social_posts_epoch_get;
 
 
 /* viewing (ngx_social_posts_view.c) */
@@ -234,6 +233,7 @@ ngx_social_posts_view_t *ngx_social_posts_view_create(ngx_http_request_t *r,
 ngx_int_t ngx_social_posts_view(ngx_social_posts_view_t *v);
 void ngx_social_posts_epoch_seen(redisReply *epoch);
 ngx_uint_t ngx_social_posts_epoch_is(redisReply *reply, ngx_str_t *epoch);
+ngx_int_t ngx_social_posts_epoch_push(ngx_array_t *cmds);
 ngx_int_t ngx_social_posts_view_item(ngx_social_posts_view_t *v,
     ngx_uint_t i, redisReply *item);
 ngx_int_t ngx_social_posts_view_epoch(ngx_social_posts_view_t *v,

@@ -43,7 +43,6 @@ typedef struct {
 
     /* the page as listed without the script */
     ngx_uint_t                  listed;    /* replies so far */
-    ngx_uint_t                  listing;   /* its commands: 1 or 2 */
     ngx_int_t                   outcome;   /* NGX_OK: as expected */
     ngx_str_t                   marker;
     ngx_str_t                   oldest;
@@ -59,6 +58,8 @@ typedef struct {
 static ngx_int_t ngx_social_posts_feed_page(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc);
 static ngx_int_t ngx_social_posts_feed_range(ngx_http_request_t *r,
+    ngx_social_posts_feed_ctx_t *fc);
+static ngx_uint_t ngx_social_posts_feed_listing_n(
     ngx_social_posts_feed_ctx_t *fc);
 static ngx_int_t ngx_social_posts_feed_guess(ngx_http_request_t *r,
     ngx_social_posts_feed_ctx_t *fc, ngx_array_t *cmds);
@@ -367,19 +368,12 @@ ngx_social_posts_feed_range(ngx_http_request_t *r,
     page[6] = fc->argv[3];
     page_len[6] = fc->argvlen[3];
 
-    /*
-     * the marker and the oldest member matter only to a page that may end
-     * above the marker (since_id); any other lists the marker if it
-     * reaches it
-     */
-    fc->listing = fc->list.since_id.data ? 2 : 1;
-
-    cmd = ngx_array_push_n(&cmds, fc->listing);
+    cmd = ngx_array_push_n(&cmds, ngx_social_posts_feed_listing_n(fc));
     if (cmd == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (fc->listing == 2) {
+    if (ngx_social_posts_feed_listing_n(fc) == 2) {
         cmd->argc = 4;
         cmd->argv = lo;
         cmd->argvlen = lo_len;
@@ -414,6 +408,19 @@ ngx_social_posts_feed_range(ngx_http_request_t *r,
 
 
 /*
+ * The listing's commands: the marker and the oldest member matter only to
+ * a page that may end above the marker (since_id), any other lists the
+ * marker if it reaches it; then the page's members
+ */
+
+static ngx_uint_t
+ngx_social_posts_feed_listing_n(ngx_social_posts_feed_ctx_t *fc)
+{
+    return fc->list.since_id.data ? 2 : 1;
+}
+
+
+/*
  * The commands after the listing's: those of the posts of the page as
  * the worker last read it, if it did, and the epoch's GET
  */
@@ -425,7 +432,6 @@ ngx_social_posts_feed_guess(ngx_http_request_t *r,
     ngx_int_t                 rc;
     ngx_str_t                *page;
     ngx_uint_t                n;
-    ngx_social_redis_argv_t  *cmd;
     ngx_social_posts_view_t  *v;
 
     page = ngx_social_posts_local_named_get(&fc->name);
@@ -456,14 +462,8 @@ ngx_social_posts_feed_guess(ngx_http_request_t *r,
         fc->fetch = NULL;
     }
 
-    cmd = ngx_array_push(cmds);
-    if (cmd == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    *cmd = ngx_social_posts_epoch_get;
-
-    return NGX_OK;
+    return ngx_social_posts_epoch_push(cmds) == NGX_OK
+           ? NGX_OK : NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
 
 
@@ -474,7 +474,7 @@ ngx_social_posts_feed_listing(redisReply *reply, void *data)
 {
     ngx_social_posts_feed_ctx_t  *fc = data;
 
-    if (fc->listed == fc->listing) {
+    if (fc->listed == ngx_social_posts_feed_listing_n(fc)) {
         if (fc->fetch) {
             ngx_social_posts_fetch_each(reply, fc->fetch);
         }
@@ -483,7 +483,7 @@ ngx_social_posts_feed_listing(redisReply *reply, void *data)
     }
 
     if (fc->outcome == NGX_OK) {
-        fc->outcome = (fc->listed + 1 < fc->listing)
+        fc->outcome = (fc->listed + 1 < ngx_social_posts_feed_listing_n(fc))
                       ? ngx_social_posts_feed_ends(fc, reply)
                       : ngx_social_posts_feed_members(fc, reply);
     }
@@ -551,7 +551,8 @@ ngx_social_posts_feed_members(ngx_social_posts_feed_ctx_t *fc,
             return NGX_DECLINED;
         }
 
-        if (fc->listing == 1 && m->len == NGX_SOCIAL_POSTS_ID_WIDTH
+        if (fc->list.since_id.data == NULL
+            && m->len == NGX_SOCIAL_POSTS_ID_WIDTH
             && (ngx_strncmp(m->str, NGX_SOCIAL_POSTS_FEED_WHOLE, m->len)
                 == 0
                 || ngx_strncmp(m->str, NGX_SOCIAL_POSTS_FEED_CUT, m->len)
@@ -609,7 +610,8 @@ ngx_social_posts_feed_listed(redisReply *reply, void *data)
         return;
     }
 
-    if (fc->outcome != NGX_OK || fc->listed != fc->listing || reply == NULL
+    if (fc->outcome != NGX_OK
+        || fc->listed != ngx_social_posts_feed_listing_n(fc) || reply == NULL
         || !ngx_social_posts_epoch_is(reply, &fc->epoch))
     {
         /* no cached feed, or a new epoch: the script reads (and the

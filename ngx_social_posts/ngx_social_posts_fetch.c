@@ -523,14 +523,7 @@ ngx_social_posts_fetch_build(ngx_social_posts_fetch_t *f, ngx_array_t *cmds)
 
     f->nasked = n;
 
-    cmd = ngx_array_push(cmds);
-    if (cmd == NULL) {
-        return NGX_ERROR;
-    }
-
-    *cmd = ngx_social_posts_epoch_get;
-
-    return NGX_OK;
+    return ngx_social_posts_epoch_push(cmds);
 }
 
 

@@ -36,10 +36,25 @@ static const size_t   ngx_social_posts_epoch_argvlen[] = {
     sizeof("GET") - 1, sizeof("social:epoch") - 1
 };
 
-/* the last command of a pipeline read under an epoch */
-ngx_social_redis_argv_t  ngx_social_posts_epoch_get = {
-    2, ngx_social_posts_epoch_argv, ngx_social_posts_epoch_argvlen
-};
+
+/* the last command of a pipeline read under an epoch, added to cmds */
+
+ngx_int_t
+ngx_social_posts_epoch_push(ngx_array_t *cmds)
+{
+    ngx_social_redis_argv_t  *cmd;
+
+    cmd = ngx_array_push(cmds);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    cmd->argc = 2;
+    cmd->argv = ngx_social_posts_epoch_argv;
+    cmd->argvlen = ngx_social_posts_epoch_argvlen;
+
+    return NGX_OK;
+}
 
 
 /* fields per post in a hit: t, author, lc, sc, rc, flags, share_of */

@@ -19,7 +19,8 @@ use Test::More ();
 use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(start_nginx stop_nginx reload_nginx api api_raw parallel
-                 wait_until psql redis_cli error_log_since error_log_mark
+                 wait_until psql redis_cli redis_calls error_log_since
+                 error_log_mark
                  nginx_port nginx_pid pg_server new_user forget_limits);
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
@@ -305,6 +306,19 @@ sub redis_cli {
     close $fh;
     $out =~ s/\s+\z//;
     return $out;
+}
+
+# the commands Redis ran while $code ran: { command => calls }
+sub redis_calls {
+    my ($code) = @_;
+    redis_cli('CONFIG', 'RESETSTAT');
+    $code->();
+    my %calls;
+    for (split /\n/, redis_cli('INFO', 'commandstats')) {
+        $calls{$1} = $2 if /^cmdstat_([\w|]+):calls=(\d+),/;
+    }
+    delete $calls{'config|resetstat'};
+    return \%calls;
 }
 
 # every rate limit bucket in Redis goes (those other suites left)
