@@ -19,7 +19,8 @@ use Test::More ();
 use Time::HiRes qw(sleep time);
 
 our @EXPORT = qw(start_nginx stop_nginx reload_nginx api api_raw parallel
-                 wait_until psql redis_cli redis_calls error_log_since
+                 wait_until psql redis_cli redis_calls redis_calls_until
+                 error_log_since
                  error_log_mark
                  nginx_port nginx_pid pg_server new_user forget_limits);
 
@@ -319,6 +320,23 @@ sub redis_calls {
     }
     delete $calls{'config|resetstat'};
     return \%calls;
+}
+
+# redis_calls($code) until they are %$want, at most $tries times: the
+# last ones.  Each worker keeps copies of what it read, and which worker
+# a request goes to is the kernel's choice: a few rounds give both theirs
+sub redis_calls_until {
+    my ($code, $want, $tries) = @_;
+    my $flat = sub {
+        my ($h) = @_;
+        return join ',', map { "$_=$h->{$_}" } sort keys %$h;
+    };
+    my $got;
+    for (1 .. ($tries || 5)) {
+        $got = redis_calls($code);
+        last if $flat->($got) eq $flat->($want);
+    }
+    return $got;
 }
 
 # every rate limit bucket in Redis goes (those other suites left)
